@@ -1,0 +1,212 @@
+"""Shape and movement ops: reshape, permute/transpose, broadcast_to, concat, stack,
+slicing (getitem), take_along_axis (gather) and its adjoint."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from trainctl.autodiff.ops.core import defop, fmt_shape
+from trainctl.autodiff.tensor import Tensor
+from trainctl.errors import ShapeError
+
+
+@defop("reshape")
+def reshape(x, shape):
+    """x with a new shape of the same size; one dimension may be -1."""
+    shape = tuple(int(d) for d in shape)
+    known = math.prod(d for d in shape if d != -1)
+    ok = shape.count(-1) <= 1 and (
+        known == x.numel() if -1 not in shape else (known > 0 and x.numel() % known == 0))
+    if not ok:
+        raise ShapeError(f"reshape: cannot reshape {fmt_shape(x.shape)} to {fmt_shape(shape)}")
+    return x.reshape(shape)
+
+
+@reshape.defvjp
+def reshape_vjp(g, out, x, shape):
+    return (reshape(g, x.shape),)
+
+
+@defop("permute")
+def permute(x, axes):
+    """Axes reordered: output axis i is input axis ``axes[i]``."""
+    axes = tuple(int(a) % max(x.dim(), 1) for a in axes)
+    if sorted(axes) != list(range(x.dim())):
+        raise ShapeError(f"permute: {list(axes)} is not a permutation of the axes of "
+                         f"{fmt_shape(x.shape)}")
+    return x.permute(axes)
+
+
+@permute.defvjp
+def permute_vjp(g, out, x, axes):
+    axes = [int(a) % max(x.ndim, 1) for a in axes]
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return (permute(g, tuple(inverse)),)
+
+
+def transpose(x: Tensor, axes=None) -> Tensor:
+    """Reverse the axes (numpy's transpose), or permute them by ``axes``."""
+    return permute(x, tuple(range(x.ndim))[::-1] if axes is None else tuple(axes))
+
+
+def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
+    """Exchange two axes."""
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return permute(x, tuple(axes))
+
+
+@defop("broadcast_to")
+def broadcast_to(x, shape):
+    """x broadcast (numpy rules) to ``shape``."""
+    shape = tuple(int(d) for d in shape)
+    try:
+        if torch.broadcast_shapes(x.shape, shape) != torch.Size(shape):
+            raise RuntimeError
+    except RuntimeError:
+        raise ShapeError(f"broadcast_to: cannot broadcast {fmt_shape(x.shape)} to "
+                         f"{fmt_shape(shape)}") from None
+    return x.expand(shape)
+
+
+@broadcast_to.defvjp
+def broadcast_to_vjp(g, out, x, shape):
+    from trainctl.autodiff.ops.reduce import sum_to
+
+    return (sum_to(g, x.shape),)
+
+
+@defop("concat")
+def concat(*xs, axis=0):
+    """Join tensors along an existing ``axis``; other axes must agree."""
+    if not xs:
+        raise ShapeError("concat: needs at least one tensor")
+    nd = xs[0].dim()
+    ax = axis % max(nd, 1)
+    for t in xs[1:]:
+        if t.dim() != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, xs[0].shape)) if i != ax):
+            raise ShapeError(f"concat: cannot join {fmt_shape(xs[0].shape)} and "
+                             f"{fmt_shape(t.shape)} along axis {axis}")
+    return torch.cat(xs, dim=ax)
+
+
+@concat.defvjp
+def concat_vjp(g, out, *xs, axis=0):
+    ax = axis % max(g.ndim, 1)
+    grads, start = [], 0
+    for t in xs:
+        stop = start + t.shape[ax]
+        key = (slice(None),) * ax + (slice(start, stop),)
+        grads.append(getitem(g, key) if t.tracked else None)
+        start = stop
+    return tuple(grads)
+
+
+def stack(xs, axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new ``axis`` (composed: expand_dims + concat)."""
+    xs = list(xs)
+    if not xs:
+        raise ShapeError("stack: needs at least one tensor")
+    for t in xs[1:]:
+        if t.shape != xs[0].shape:
+            raise ShapeError(f"stack: shapes differ: {fmt_shape(xs[0].shape)} and {fmt_shape(t.shape)}")
+    return concat(*[expand_dims(t, axis) for t in xs], axis=axis)
+
+
+def expand_dims(x: Tensor, axis: int) -> Tensor:
+    """Insert an axis of size 1 at ``axis`` (composed: reshape)."""
+    shape = list(x.shape)
+    ax = axis if axis >= 0 else len(shape) + 1 + axis
+    shape.insert(ax, 1)
+    return reshape(x, tuple(shape))
+
+
+def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
+    """Collapse axes from ``start_axis`` on into one (composed: reshape)."""
+    return reshape(x, x.shape[:start_axis] + (math.prod(x.shape[start_axis:]),))
+
+
+def _check_key(key) -> tuple:
+    key = key if isinstance(key, tuple) else (key,)
+    for k in key:
+        if not (k is None or k is Ellipsis or isinstance(k, (int, slice))):
+            raise TypeError(f"getitem: index {k!r} is not supported yet; use ints, slices, "
+                            f"None and ... (or tc.ops.take_along_axis)")
+    return key
+
+
+@defop("getitem")
+def getitem(x, key):
+    """Basic indexing ``x[key]`` with ints, slices (with steps), None and Ellipsis."""
+    try:
+        return x[_check_key(key)]
+    except IndexError as exc:
+        raise ShapeError(f"getitem: {exc} (shape {fmt_shape(x.shape)})") from None
+
+
+@getitem.defvjp
+def getitem_vjp(g, out, x, key):
+    return (getitem_adjoint(g, key=key, shape=x.shape),)
+
+
+@defop("getitem_adjoint")
+def getitem_adjoint(g, key, shape):
+    """Zeros of ``shape`` with ``g`` written at ``key`` (the VJP of getitem)."""
+    z = torch.zeros(shape, dtype=g.dtype, device=g.device)
+    z[key] = g
+    return z
+
+
+@getitem_adjoint.defvjp
+def getitem_adjoint_vjp(gg, out, g, key, shape):
+    return (getitem(gg, key),)
+
+
+def _check_gather(op: str, x, idx, axis):
+    if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ShapeError(f"{op}: indices must be integers, got {str(idx.dtype)[6:]}")
+    if idx.dim() != x.dim():
+        raise ShapeError(f"{op}: indices of rank {idx.dim()} {fmt_shape(idx.shape)} do not match "
+                         f"values of rank {x.dim()} {fmt_shape(x.shape)}")
+    ax = axis % x.dim()
+    for i, (a, b) in enumerate(zip(idx.shape, x.shape)):
+        if i != ax and a != b and a != 1:
+            raise ShapeError(f"{op}: cannot take {fmt_shape(idx.shape)} along axis {axis} of "
+                             f"{fmt_shape(x.shape)}")
+    return ax
+
+
+@defop("take_along_axis")
+def take_along_axis(x, indices, axis):
+    """numpy.take_along_axis: ``out[..., i, ...] = x[..., indices[..., i, ...], ...]``.
+
+    ``indices`` is an integer tensor of x's rank with values in [0, size); other axes
+    broadcast from size 1. The gradient adds up over repeated indices.
+    """
+    ax = _check_gather("take_along_axis", x, indices, axis)
+    shape = list(x.shape)
+    shape[ax] = indices.shape[ax]
+    idx = indices.long().expand(shape)
+    return torch.gather(x, ax, idx)  # torch raises (no host sync here) on an out-of-range index
+
+
+@take_along_axis.defvjp
+def take_along_axis_vjp(g, out, x, indices, axis):
+    return put_along_axis_add(g, indices, axis=axis, shape=x.shape), None
+
+
+@defop("put_along_axis_add")
+def put_along_axis_add(g, indices, axis, shape):
+    """Zeros of ``shape`` plus ``g`` added at ``indices`` along ``axis`` (adjoint of take_along_axis)."""
+    ax = axis % len(shape)
+    idx = indices.long().expand(g.shape)
+    return torch.zeros(shape, dtype=g.dtype, device=g.device).scatter_add_(ax, idx, g)
+
+
+@put_along_axis_add.defvjp
+def put_along_axis_add_vjp(gg, out, g, indices, axis, shape):
+    return take_along_axis(gg, indices, axis=axis), None
