@@ -1,0 +1,68 @@
+"""Activation functions by name (the ``activation:`` of a layer), composed from ops."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from trainctl.autodiff import ops
+from trainctl.autodiff.tensor import Tensor
+from trainctl.errors import UnknownNameError
+from trainctl.registry import Registry
+
+activations: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
+
+
+@activations.register("linear")
+def linear(x: Tensor) -> Tensor:
+    """Identity."""
+    return x
+
+
+@activations.register("relu")
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0)."""
+    return ops.relu(x)
+
+
+@activations.register("sigmoid")
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x)."""
+    return ops.sigmoid(x)
+
+
+@activations.register("tanh")
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return ops.tanh(x)
+
+
+@activations.register("softplus")
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x)."""
+    return ops.softplus(x)
+
+
+@activations.register("softmax")
+def softmax(x: Tensor) -> Tensor:
+    """Softmax over the last axis."""
+    return ops.softmax(x, axis=-1)
+
+
+@activations.register("log_softmax")
+def log_softmax(x: Tensor) -> Tensor:
+    """Log-softmax over the last axis."""
+    return ops.log_softmax(x, axis=-1)
+
+
+def check_activation(name: str | None) -> str | None:
+    """Validate an activation name inside a layer Config.
+
+    Raises ValueError ("unknown activation 'rleu'; did you mean 'relu'?"), which the spec
+    loader reports at the key's line.
+    """
+    if name is not None and name not in activations:
+        try:
+            activations.get(name)
+        except UnknownNameError as exc:
+            raise ValueError(str(exc)) from None
+    return name
