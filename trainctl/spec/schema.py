@@ -1,0 +1,159 @@
+"""The top-level spec schema and :func:`load_spec`.
+
+Sections naming a registered thing (``data.source``, each of ``model.layers``, ``loss``,
+``optimizer``) are kept as plain dicts with a string ``type``; their other keys are
+validated later by the package that owns that thing, with ``SpecDoc.validate``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Annotated, Any, Optional
+
+from annotated_types import Gt
+from pydantic import BeforeValidator, Field, PrivateAttr, Strict, ValidationError
+from pydantic import field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from trainctl.errors import SpecError, SpecErrors
+from trainctl.spec.config import Config
+from trainctl.spec.doc import SpecDoc, load_doc
+from trainctl.spec.messages import describe_errors, show
+from trainctl.spec.yaml_loader import dump_yaml, render_path
+
+SPEC_FORMAT = 1
+
+
+def _typed_section(value: Any, bare_name: bool) -> Any:
+    """Check a ``{type: NAME, ...}`` mapping (or, if ``bare_name``, a bare ``NAME``)."""
+    if bare_name and isinstance(value, str):
+        return {"type": value}
+    if not isinstance(value, dict):
+        what = "a name or a mapping with a 'type'" if bare_name else "a mapping with a 'type'"
+        raise PydanticCustomError("spec_section", "expected {what}, got {got}",
+                                  {"what": what, "got": show(value)})
+    if "type" not in value:
+        raise PydanticCustomError("spec_section", "missing required field", {"key": "type"})
+    if not isinstance(value["type"], str):
+        raise PydanticCustomError("spec_section", "expected a name, got {got}",
+                                  {"key": "type", "got": show(value["type"])})
+    return value
+
+
+TypedSection = Annotated[dict[str, Any], BeforeValidator(partial(_typed_section, bare_name=False))]
+NamedSection = Annotated[dict[str, Any], BeforeValidator(partial(_typed_section, bare_name=True))]
+Dim = Annotated[int, Strict(), Gt(0)]
+
+
+class SplitConfig(Config):
+    """Fractions of the data held out for validation and test."""
+
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def check_sum(self) -> "SplitConfig":
+        if self.validation + self.test >= 1:
+            raise ValueError(f"validation + test must be < 1, got "
+                             f"{self.validation} + {self.test}")
+        return self
+
+
+class DataConfig(Config):
+    source: TypedSection
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    drop_remainder: bool = False
+    standardize: bool = False
+
+
+class ModelConfig(Config):
+    input_shape: list[Dim] = Field(min_length=1)
+    layers: list[TypedSection] = Field(min_length=1)
+
+
+class TrainConfig(Config):
+    epochs: int = Field(10, gt=0)
+    eval_batch_size: int = Field(256, gt=0)
+
+
+class Spec(Config):
+    """A validated spec. ``loss``, ``optimizer``, ``data.source`` and each of
+    ``model.layers`` are dicts holding ``type`` and the raw options; ``doc`` is the
+    :class:`SpecDoc` it was read from (None for a Spec built from a dict)."""
+
+    name: str = Field(min_length=1)
+    format: int = SPEC_FORMAT
+    seed: int = Field(0, ge=0, lt=2**32)
+    device: str = "auto"
+    data: DataConfig
+    model: ModelConfig
+    loss: NamedSection
+    metrics: list[str] = Field(default_factory=list)
+    optimizer: NamedSection
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    _doc: Optional[SpecDoc] = PrivateAttr(None)
+
+    @field_validator("format")
+    @classmethod
+    def known_format(cls, value: int) -> int:
+        if value != SPEC_FORMAT:
+            raise ValueError(f"unsupported spec format {value}; "
+                             f"this trainctl reads format {SPEC_FORMAT}")
+        return value
+
+    @property
+    def doc(self) -> Optional[SpecDoc]:
+        return self._doc
+
+    @classmethod
+    def from_doc(cls, doc: SpecDoc) -> "Spec":
+        """Validate a whole document; raises SpecErrors with every problem found."""
+        spec = doc.validate(cls, (), exclude=())
+        spec._doc = doc
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of the spec with defaults filled in, ready for ``yaml.safe_dump``."""
+        return self.model_dump(mode="python")
+
+    def to_yaml(self) -> str:
+        """:meth:`to_dict` as YAML text that :func:`load_spec` reads back unchanged."""
+        return dump_yaml(self.to_dict())
+
+    def with_overrides(self, *, seed: int | None = None, epochs: int | None = None,
+                       device: str | None = None) -> "Spec":
+        """A new Spec with command-line overrides applied (None keeps the spec's value).
+
+        Raises SpecErrors when an override is invalid (e.g. ``epochs=0``).
+        """
+        data = self.to_dict()
+        for path, value in ((("seed",), seed), (("train", "epochs"), epochs),
+                            (("device",), device)):
+            if value is not None:
+                target = data
+                for part in path[:-1]:
+                    target = target[part]
+                target[path[-1]] = value
+        try:
+            spec = type(self).model_validate(data)
+        except ValidationError as exc:
+            file = self._doc.file if self._doc else None
+            raise SpecErrors([
+                SpecError(f"{message} (given on the command line)", file=file,
+                          key=render_path(path))
+                for path, message in describe_errors(exc, data, type(self))]) from None
+        spec._doc = self._doc
+        return spec
+
+
+def load_spec(file: str | os.PathLike) -> Spec:
+    """Read, parse and validate the spec at ``file``.
+
+    Raises SpecError for an unreadable file or invalid YAML, SpecErrors for duplicate
+    keys and for every schema problem (all reported together, in file order).
+    """
+    return Spec.from_doc(load_doc(file))
