@@ -1,0 +1,207 @@
+"""Named data sources: what a spec's ``data.source: {type: ...}`` loads.
+
+Each source is a class registered in :data:`sources` under its spec ``type:``. It has a
+nested ``Config`` (a :class:`trainctl.spec.Config`: extra keys are errors; the spec's
+``type`` key is not part of it) and a classmethod ``load(config, seed) -> SourceData``.
+Bundled sets come with scikit-learn; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+from sklearn import datasets as skdatasets
+
+from trainctl import spec
+from trainctl.errors import DataError
+from trainctl.registry import Registry
+
+sources: Registry[type] = Registry("data source")
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """A whole data set in memory.
+
+    - ``x``: float32 [N, ...] features.
+    - ``y``: [N] int64 class indices in [0, num_classes) for classification, or float32
+      targets for regression (``num_classes`` None).
+    - ``feature_names``, ``class_names``: optional tuples of str.
+    - ``description``: where the data came from.
+
+    ``x`` and ``y`` are converted to those dtypes; DataError when that is impossible,
+    when N differs between them, or when a label lies outside [0, num_classes).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int | None
+    feature_names: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise DataError(f"source data: x of shape {list(x.shape)} and y of shape "
+                            f"{list(y.shape)} do not hold the same number N of samples, y being [N]")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(f"source data: features must be numeric, got dtype {x.dtype}")
+        object.__setattr__(self, "x", x.astype(np.float32, copy=False))
+        object.__setattr__(self, "y", self._labels(y))
+        for name in ("feature_names", "class_names"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(str(v) for v in value))
+
+    def _labels(self, y: np.ndarray) -> np.ndarray:
+        if self.num_classes is None:
+            return y.astype(np.float32, copy=False)
+        if self.num_classes < 1:
+            raise DataError(f"source data: num_classes must be >= 1, got {self.num_classes}")
+        if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
+            raise DataError("source data: class labels must be integers")
+        labels = y.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise DataError(f"source data: labels must lie in [0, {self.num_classes}), "
+                            f"got [{labels.min()}, {labels.max()}]")
+        return labels
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0) -> SourceData:
+    """Load the source ``config`` describes.
+
+    ``config`` is a spec mapping such as ``{"type": "blobs", "n_samples": 200}`` or an
+    instance of a registered source's ``Config``. Raises UnknownNameError for an unknown
+    type and DataError for a mapping its source's Config rejects (naming each bad key).
+    """
+    if isinstance(config, BaseModel):
+        for _, source in sources.items():
+            if type(config) is source.Config:
+                return source.load(config, seed)
+        raise DataError(f"data source: {type(config).__qualname__} is no source's Config")
+    if not isinstance(config, Mapping) or "type" not in config:
+        raise DataError(f"data source: expected a mapping with a 'type' key, got {config!r}")
+    source = sources.get(config["type"])
+    options = {key: value for key, value in config.items() if key != "type"}
+    try:
+        parsed = source.Config.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise DataError(f"data source {config['type']!r}: {problems}") from None
+    return source.load(parsed, seed)
+
+
+@sources.register("blobs")
+class Blobs:
+    """Two Gaussian classes in 2-D: class 0 around (-1, 0), class 1 around (1, 0).
+
+    x float32 [n_samples, 2], y int64 [n_samples] in {0, 1}; n_samples // 2 in class 0,
+    the rest in class 1, in random order. Each coordinate has standard deviation
+    ``sigma``. Deterministic in ``seed``.
+    """
+
+    class Config(spec.Config):
+        n_samples: int = Field(400, ge=2)
+        sigma: float = Field(0.5, gt=0)
+
+    CENTRES = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    STREAM = 0x626C6F62  # 'blob': keeps this generator apart from shuffle's [seed, epoch]
+
+    @classmethod
+    def load(cls, config: "Blobs.Config", seed: int) -> SourceData:
+        rng = np.random.default_rng([seed, cls.STREAM])
+        n0 = config.n_samples // 2
+        y = np.concatenate([np.zeros(n0, np.int64), np.ones(config.n_samples - n0, np.int64)])
+        x = cls.CENTRES[y] + config.sigma * rng.standard_normal((config.n_samples, 2))
+        order = rng.permutation(config.n_samples)
+        return SourceData(x[order], y[order], num_classes=2, feature_names=("x0", "x1"),
+                          class_names=("0", "1"),
+                          description=f"blobs: two Gaussian classes at (-1,0) and (1,0), "
+                                      f"sigma {config.sigma}, {config.n_samples} samples, seed {seed}")
+
+
+class Bundled:
+    """A data set bundled with scikit-learn (``loader`` is a ``sklearn.datasets.load_*``)."""
+
+    loader: Callable[[], Any]
+    description: str
+    classification = True
+
+    @classmethod
+    def load(cls, config: spec.Config, seed: int) -> SourceData:
+        """Load the whole set; ``seed`` is unused (the data are fixed)."""
+        bunch = cls.loader()
+        names = getattr(bunch, "feature_names", None)
+        if cls.classification:
+            classes = [str(c) for c in bunch.target_names]
+            return SourceData(bunch.data, bunch.target, num_classes=len(classes),
+                              feature_names=names, class_names=tuple(classes),
+                              description=cls.description)
+        return SourceData(bunch.data, bunch.target, num_classes=None,
+                          feature_names=names, description=cls.description)
+
+
+@sources.register("digits")
+class Digits(Bundled):
+    """8x8 handwritten digits: x float32 [1797, 64] pixel counts 0..16, 10 classes."""
+
+    class Config(spec.Config):
+        """No options."""
+
+    loader = staticmethod(skdatasets.load_digits)
+    description = ("scikit-learn load_digits: UCI Optical Recognition of Handwritten Digits "
+                   "(test set, 1797 8x8 images, pixels 0..16)")
+
+
+@sources.register("iris")
+class Iris(Bundled):
+    """Fisher's iris: x float32 [150, 4] (sepal/petal length/width, cm), 3 classes."""
+
+    class Config(spec.Config):
+        """No options."""
+
+    loader = staticmethod(skdatasets.load_iris)
+    description = "scikit-learn load_iris: Fisher (1936) iris, 150 samples, 4 features, 3 species"
+
+
+@sources.register("wine")
+class Wine(Bundled):
+    """UCI wine recognition: x float32 [178, 13] chemical measurements, 3 cultivars."""
+
+    class Config(spec.Config):
+        """No options."""
+
+    loader = staticmethod(skdatasets.load_wine)
+    description = "scikit-learn load_wine: UCI Wine recognition, 178 samples, 13 features, 3 classes"
+
+
+@sources.register("breast_cancer")
+class BreastCancer(Bundled):
+    """Wisconsin diagnostic breast cancer: x float32 [569, 30], 2 classes (malignant, benign)."""
+
+    class Config(spec.Config):
+        """No options."""
+
+    loader = staticmethod(skdatasets.load_breast_cancer)
+    description = ("scikit-learn load_breast_cancer: UCI Breast Cancer Wisconsin (Diagnostic), "
+                   "569 samples, 30 features, 2 classes")
+
+
+@sources.register("diabetes")
+class Diabetes(Bundled):
+    """Diabetes progression (regression): x float32 [442, 10] (scaled), y float32 [442]."""
+
+    class Config(spec.Config):
+        """No options."""
+
+    loader = staticmethod(skdatasets.load_diabetes)
+    description = "scikit-learn load_diabetes: Efron et al. (2004), 442 samples, 10 features, regression"
+    classification = False
