@@ -7,20 +7,38 @@ Public API::
     with tc.GradientTape() as tape:
         y = tc.ops.sum(x @ w)
     tape.gradient(y, w)
+
+The engine (and torch) is imported on first use of one of these names, so the spec
+package and ``trainctl validate`` stay light.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from trainctl.autodiff import (  # noqa: E402
-    GradientTape, Tensor, Variable, enable_grad, gradients, no_grad, ops, tensor,
-)
-from trainctl.backend import manual_seed  # noqa: E402
-from trainctl.errors import TrainctlError  # noqa: E402
+_LAZY = {
+    "GradientTape": "trainctl.autodiff", "Tensor": "trainctl.autodiff",
+    "Variable": "trainctl.autodiff", "tensor": "trainctl.autodiff", "ops": "trainctl.autodiff",
+    "no_grad": "trainctl.autodiff", "enable_grad": "trainctl.autodiff",
+    "gradients": "trainctl.autodiff", "manual_seed": "trainctl.backend",
+    "TrainctlError": "trainctl.errors",
+}
 
 float16, bfloat16, float32, float64 = "float16", "bfloat16", "float32", "float64"
 int32, int64 = "int32", "int64"
 
-__all__ = [
-    "GradientTape", "Tensor", "Variable", "tensor", "ops", "no_grad", "enable_grad", "gradients",
-    "manual_seed", "TrainctlError", "__version__",
-]
+__all__ = [*_LAZY, "__version__", "float16", "bfloat16", "float32", "float64", "int32", "int64"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trainctl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

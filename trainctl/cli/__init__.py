@@ -1,0 +1,1 @@
+"""Command-line interface (Typer): commands parse arguments and print; the library returns data."""

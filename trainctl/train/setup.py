@@ -1,0 +1,139 @@
+"""Spec → everything a run needs: data splits, model, loss, metrics, optimizer.
+
+:func:`prepare` validates every section against its registry, loads the data, builds the
+model on the device and cross-checks them (input shape against the data, output shape
+against the loss and the number of classes). All problems are reported together as
+SpecErrors located in the spec file, before any training starts or any file is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainctl.autodiff.ops.core import fmt_shape
+from trainctl.backend import manual_seed, resolve_device
+from trainctl.data import Splits, build_splits, sources
+from trainctl.errors import SpecError, SpecErrors, UnknownNameError
+from trainctl.graph import Model, build_model, spec_doc
+from trainctl.nn.losses import Loss, losses
+from trainctl.nn.metrics import Metric, build_metric, metrics
+from trainctl.optim import Optimizer, optimizers
+from trainctl.spec import Spec, SpecDoc
+
+
+@dataclass
+class Setup:
+    """The parts of a run, built from one spec."""
+
+    spec: Spec
+    device: torch.device
+    splits: Splits
+    model: Model
+    loss: Loss
+    metrics: list[Metric]
+    optimizer: Optimizer
+
+
+class _Collector:
+    """Gathers SpecErrors from several independent checks."""
+
+    def __init__(self, doc: SpecDoc):
+        self.doc = doc
+        self.errors: list[SpecError] = []
+
+    def registered(self, registry, path: tuple, name: Any):
+        try:
+            return registry.get(name)
+        except UnknownNameError as exc:
+            self.errors.append(self.doc.error(path, str(exc)))
+            return None
+
+    def validate(self, cls, path: tuple):
+        exclude = () if "type" in cls.Config.model_fields else ("type",)
+        try:
+            return self.doc.validate(cls.Config, path, exclude=exclude)
+        except SpecErrors as exc:
+            self.errors.extend(exc.errors)
+            return None
+
+    def add(self, path: tuple, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            self.errors.sort(key=lambda e: (e.line is None, e.line or 0, e.col or 0))
+            raise SpecErrors(self.errors)
+
+
+def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
+    """Build the run described by ``spec`` on ``device`` (default: the spec's ``device``).
+
+    Seeds every generator with ``spec.seed`` first, so weights and data order are
+    reproducible. Raises SpecErrors (all problems of the spec), DataError (bad data) or
+    DeviceError (device not available).
+    """
+    doc = spec_doc(spec)
+    check = _Collector(doc)
+    dev = resolve_device(device if device is not None else spec.device)
+    manual_seed(spec.seed)
+
+    source_cls = check.registered(sources, ("data", "source", "type"), spec.data.source["type"])
+    source_cfg = check.validate(source_cls, ("data", "source")) if source_cls else None
+    loss_cls = check.registered(losses, ("loss", "type"), spec.loss["type"])
+    loss_cfg = check.validate(loss_cls, ("loss",)) if loss_cls else None
+    opt_cls = check.registered(optimizers, ("optimizer", "type"), spec.optimizer["type"])
+    opt_cfg = check.validate(opt_cls, ("optimizer",)) if opt_cls else None
+    for i, name in enumerate(spec.metrics):
+        check.registered(metrics, ("metrics", i), name)
+    model = None
+    try:
+        model = build_model(spec, dev)
+    except SpecErrors as exc:
+        check.errors.extend(exc.errors)
+    check.raise_if_any()
+
+    splits = _load_splits(spec, source_cls, source_cfg)
+    loss = loss_cls(loss_cfg)
+    _check_fit(check, spec, splits, model, loss)
+    check.raise_if_any()
+
+    from_logits = bool(getattr(loss.config, "from_logits", False))
+    metric_objs = [build_metric(name, loss.registered_name, from_logits, model.output_shape)
+                   for name in spec.metrics]
+    optimizer = opt_cls(model.trainable_variables, opt_cfg)
+    return Setup(spec, dev, splits, model, loss, metric_objs, optimizer)
+
+
+def _load_splits(spec: Spec, source_cls, source_cfg) -> Splits:
+    data = source_cls.load(source_cfg, spec.seed)
+    d = spec.data
+    return build_splits(data, validation=d.split.validation, test=d.split.test, seed=spec.seed,
+                        batch_size=d.batch_size, shuffle=d.shuffle, drop_remainder=d.drop_remainder,
+                        standardize=d.standardize, eval_batch_size=spec.train.eval_batch_size)
+
+
+def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:
+    """Input shape against the data; output shape against the loss and the classes."""
+    if tuple(spec.model.input_shape) != splits.input_shape:
+        check.add(("model", "input_shape"),
+                  f"input_shape {fmt_shape(spec.model.input_shape)} does not match the data: "
+                  f"source {spec.data.source['type']!r} gives samples of shape "
+                  f"{fmt_shape(splits.input_shape)}")
+        return
+    last = ("model", "layers", len(spec.model.layers) - 1)
+    need = loss.expected_output(splits.num_classes)
+    if need is not None and tuple(model.output_shape) != tuple(need):
+        check.add(last, f"the model outputs shape {fmt_shape(model.output_shape)} but "
+                        f"{loss.registered_name} on {splits.num_classes} classes (source "
+                        f"{spec.data.source['type']!r}) needs {fmt_shape(need)}")
+    elif need is None and loss.registered_name in ("sparse_categorical_crossentropy",
+                                                   "categorical_crossentropy", "binary_crossentropy"):
+        if splits.num_classes is None:
+            check.add(("loss", "type"), f"{loss.registered_name} needs class labels, but source "
+                                        f"{spec.data.source['type']!r} gives regression targets")
+        elif loss.registered_name == "binary_crossentropy":
+            check.add(("loss", "type"), f"binary_crossentropy needs 2 classes, source "
+                                        f"{spec.data.source['type']!r} has {splits.num_classes}")
