@@ -17,6 +17,7 @@ import torch
 
 from trainctl.autodiff import GradientTape, no_grad, ops
 from trainctl.autodiff.tensor import Tensor
+from trainctl.backend import manual_seed
 from trainctl.data import Dataset
 from trainctl.io import RunDir, save_checkpoint
 from trainctl.train.callbacks import Callback, CallbackList
@@ -64,6 +65,9 @@ class Trainer:
         """Train all epochs; returns the per-epoch records (also in metrics.jsonl)."""
         s = self.setup
         epochs = s.spec.train.epochs
+        # The training stream (dropout masks) starts from the seed here, not from wherever
+        # model building left the generators, so a run does not depend on what ran before.
+        manual_seed(training_seed(s.spec.seed))
         self.callbacks.on_train_begin({"epochs": epochs, "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params()})
         for epoch in range(1, epochs + 1):
@@ -114,6 +118,11 @@ class Trainer:
             "step": self.step, "epoch": epoch, "seed": s.spec.seed, "spec_name": s.spec.name,
             "spec_sha256": hashlib.sha256(s.spec.to_yaml().encode()).hexdigest(),
         })
+
+
+def training_seed(seed: int) -> int:
+    """The seed of the random stream used during training (distinct from initialisation)."""
+    return (seed * 0x9E3779B1 + 0x7F4A7C15) % (2**63)
 
 
 def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
