@@ -65,6 +65,7 @@ class RichReporter(PlainReporter):
 
     def on_train_begin(self, info):
         super().on_train_begin(info)
+        self.running = info.get("running")
         self.progress.start()
 
     def on_epoch_begin(self, epoch, steps):
@@ -82,7 +83,8 @@ class RichReporter(PlainReporter):
         if now - self.last >= self.refresh:
             self.last = now
             rate = self.samples / max(now - self.t0, 1e-9)
-            info = f"loss {loss.item():.4f}  {rate:,.0f} samples/s"
+            logs = self.running() if self.running else {"loss": loss.item()}
+            info = "  ".join(f"{k} {v:.4f}" for k, v in logs.items()) + f"  {rate:,.0f} samples/s"
         if info is None:
             self.progress.advance(self.task)
         else:

@@ -46,6 +46,7 @@ class Trainer:
         self.callbacks = CallbackList(callbacks)
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self._epoch_sums: tuple[torch.Tensor | None, int] = (None, 0)
 
     # ---- one step ---------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,7 +70,8 @@ class Trainer:
         # model building left the generators, so a run does not depend on what ran before.
         manual_seed(training_seed(s.spec.seed))
         self.callbacks.on_train_begin({"epochs": epochs, "train_size": s.splits.sizes["train"],
-                                       "device": str(s.device), "params": s.model.count_params()})
+                                       "device": str(s.device), "params": s.model.count_params(),
+                                       "running": self.running_logs})
         for epoch in range(1, epochs + 1):
             record = self._train_epoch(epoch)
             self.history.append(record)
@@ -88,6 +90,7 @@ class Trainer:
         steps = ds.cardinality()
         self.callbacks.on_epoch_begin(epoch, steps)
         total, count = None, 0
+        self._epoch_sums = (None, 0)
         for m in s.metrics:
             m.reset()
         for batch in ds.iterate(epoch=epoch - 1):
@@ -97,6 +100,7 @@ class Trainer:
             batch_sum = per_sample.data.to(torch.float64).sum()
             total = batch_sum if total is None else total + batch_sum
             count += x.shape[0]
+            self._epoch_sums = (total, count)
             for m in s.metrics:
                 m.update(y, pred)
             self.callbacks.on_batch_end(self.step, x.shape[0], Tensor(batch_sum / x.shape[0]))
@@ -110,6 +114,15 @@ class Trainer:
         record["learning_rate"] = float(s.optimizer.learning_rate)
         record["seconds"] = round(time.perf_counter() - start, 4)
         return record
+
+    def running_logs(self) -> dict[str, float]:
+        """The current epoch's running loss and metrics (reads the device: call sparingly)."""
+        total, count = self._epoch_sums
+        logs = {"loss": float(total.item()) / count} if total is not None and count else {}
+        for m in self.setup.metrics:
+            if m.count:
+                logs[m.name] = m.result()
+        return logs
 
     def save(self, path, epoch: int):
         """Write a checkpoint of weights, optimizer state and run state at ``path``."""
