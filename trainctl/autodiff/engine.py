@@ -111,8 +111,8 @@ def gradients(target: "Tensor", sources: Iterable["Tensor"], output_gradient: "T
     else:
         g0 = output_gradient if hasattr(output_gradient, "data") else ops.constant_like(output_gradient, target)
         if g0.shape != target.shape:
-            raise ShapeError(f"gradient: output gradient of shape {list(g0.shape)} does not match "
-                             f"target shape {list(target.shape)}")
+            raise ShapeError(f"gradient: output gradient of shape {ops.fmt_shape(g0.shape)} does "
+                             f"not match target shape {ops.fmt_shape(target.shape)}")
     wanted = {id(s) for s in sources}
     grads: dict[int, "Tensor"] = {id(target): g0}
     ctx = contextlib.nullcontext() if create_graph else no_grad()
@@ -140,10 +140,11 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
 
     Raises ValueError if target has more than one element and no ``gradient`` is given.
     """
+    from trainctl.autodiff.ops import fmt_shape
     from trainctl.autodiff.tensor import Variable
 
     if gradient is None and target.size != 1:
-        raise ValueError(f"backward: target of shape {list(target.shape)} is not a scalar; "
+        raise ValueError(f"backward: target of shape {fmt_shape(target.shape)} is not a scalar; "
                          f"pass gradient= of the same shape")
     leaves, seen = [], set()
     for t in _topo_order(target, 0, float("inf")):

@@ -91,6 +91,11 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
 
+    def __iter__(self):
+        """The slices along axis 0 (each a recorded ``self[i]``), as numpy iterates."""
+        for i in range(len(self)):
+            yield self[i]
+
     # ---- conversion -------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """A numpy copy of the value (moved to the CPU)."""
@@ -170,9 +175,10 @@ class Variable(Tensor):
         """Set the value in place; shape must match. Returns self."""
         src = to_torch(value, dtype=self.dtype, device=self.device)
         if tuple(src.shape) != self.shape:
+            from trainctl.autodiff.ops.core import fmt_shape
             from trainctl.errors import ShapeError
-            raise ShapeError(f"assign: cannot assign shape {list(src.shape)} to variable "
-                             f"{self.name!r} of shape {list(self.shape)}")
+            raise ShapeError(f"assign: cannot assign shape {fmt_shape(src.shape)} to variable "
+                             f"{self.name!r} of shape {fmt_shape(self.shape)}")
         self.data.copy_(src)
         return self
 
@@ -196,12 +202,14 @@ def tensor(data: Any, dtype=None, device=None) -> Tensor:
     ``auto``) or torch.device.
     """
     t = to_torch(data, dtype=dtype, device=device)
-    if isinstance(data, (np.ndarray, torch.Tensor)) and t.data_ptr() == _data_ptr(data):
+    if isinstance(data, (np.ndarray, torch.Tensor, Variable)) and t.data_ptr() == _data_ptr(data):
         t = t.clone()  # a Tensor never aliases memory the caller may still change
     return Tensor(t)
 
 
 def _data_ptr(data) -> int:
+    if isinstance(data, Variable):
+        return data.data.data_ptr()
     if isinstance(data, torch.Tensor):
         return data.data_ptr()
     return data.__array_interface__["data"][0]

@@ -16,6 +16,7 @@ reduces a rule's gradient to its input's shape, so rules never unbroadcast.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable
 
 import torch
@@ -39,13 +40,24 @@ class Op:
 
     ``differentiable=False`` ops (comparisons, argmax) are never recorded.
     ``broadcasting=True`` ops follow numpy broadcasting; operands that do not broadcast
-    raise ShapeError naming the op and both shapes; two floating dtypes that differ raise
-    DTypeError.
+    raise ShapeError naming the op and both shapes. Floating operands of different dtypes
+    raise DTypeError. The first ``inputs`` positional parameters of ``forward`` are tensor
+    inputs (all of them for broadcasting and ``*xs`` ops, else 1); the later ones are
+    attributes and may be passed positionally too (``ops.sum(x, 1)``, ``x[0]``).
     """
 
-    __slots__ = ("name", "forward", "vjp", "differentiable", "broadcasting", "__dict__")
+    __slots__ = ("name", "forward", "vjp", "differentiable", "broadcasting", "n_inputs",
+                 "attr_names", "__dict__")
 
-    def __init__(self, name: str, forward: Callable, differentiable: bool, broadcasting: bool):
+    def __init__(self, name: str, forward: Callable, differentiable: bool, broadcasting: bool,
+                 inputs: int | None = None):
+        params = inspect.signature(forward).parameters.values()
+        positional = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+        if inputs is None:
+            varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+            inputs = len(positional) if broadcasting or varargs else 1
+        self.n_inputs = inputs
+        self.attr_names = tuple(positional[inputs:])
         self.name = name
         self.forward = forward
         self.vjp: Callable | None = None
@@ -60,10 +72,12 @@ class Op:
         return rule
 
     def __call__(self, *inputs, **attrs) -> Tensor:
+        if self.attr_names and len(inputs) > self.n_inputs:
+            inputs, attrs = inputs[:self.n_inputs], _bind_attrs(self, inputs[self.n_inputs:], attrs)
         tensors = _as_tensors(self.name, inputs)
         args = [t.data for t in tensors]
-        if self.broadcasting and len(args) > 1:
-            _check_binary(self.name, args)
+        if len(args) > 1:
+            _check_operands(self.name, args)
         try:
             out = self.forward(*args, **attrs)
         except RecursionError:
@@ -86,11 +100,15 @@ class Op:
         return f"<op {self.name}>"
 
 
-def defop(name: str, differentiable: bool = True, broadcasting: bool = False) -> Callable[[Callable], Op]:
-    """Register a forward function as op ``name``; attach its rule with ``@op.defvjp``."""
+def defop(name: str, differentiable: bool = True, broadcasting: bool = False,
+          inputs: int | None = None) -> Callable[[Callable], Op]:
+    """Register a forward function as op ``name``; attach its rule with ``@op.defvjp``.
+
+    ``inputs``: how many leading positional parameters are tensors (see :class:`Op`).
+    """
 
     def deco(forward: Callable) -> Op:
-        op = Op(name, forward, differentiable, broadcasting)
+        op = Op(name, forward, differentiable, broadcasting, inputs)
         OPS.register(name)(op)
         return op
 
@@ -98,8 +116,10 @@ def defop(name: str, differentiable: bool = True, broadcasting: bool = False) ->
 
 
 def _as_tensors(name: str, inputs) -> list[Tensor]:
-    """Inputs as Tensors; Python numbers take the dtype and device of a tensor operand."""
-    like = next((x for x in inputs if isinstance(x, Tensor)), None)
+    """Inputs as Tensors; Python numbers take the dtype and device of a tensor operand
+    (the first floating one, so ``where(cond, x, 0.0)`` follows x, not the bool cond)."""
+    given = [x for x in inputs if isinstance(x, Tensor)]
+    like = next((x for x in given if x.dtype.is_floating_point), given[0] if given else None)
     out = []
     for x in inputs:
         if isinstance(x, Tensor):
@@ -116,13 +136,31 @@ def _as_tensors(name: str, inputs) -> list[Tensor]:
     return out
 
 
-def _check_binary(name: str, args) -> None:
-    a, b = args[0], args[1]
-    if a.dtype != b.dtype and a.dtype.is_floating_point and b.dtype.is_floating_point:
-        raise DTypeError(f"{name}: dtypes differ: {str(a.dtype)[6:]} and {str(b.dtype)[6:]}; "
-                         f"cast one with tc.ops.cast")
-    if a.device != b.device:
-        raise DTypeError(f"{name}: operands are on different devices: {a.device} and {b.device}")
+def _bind_attrs(op: Op, extra: tuple, attrs: dict) -> dict:
+    """Attributes passed positionally after the tensor inputs, merged into ``attrs``."""
+    if len(extra) > len(op.attr_names):
+        raise TypeError(f"{op.name}: takes {op.n_inputs} tensor input(s) and attributes "
+                        f"{', '.join(op.attr_names)}; got {op.n_inputs + len(extra)} "
+                        f"positional arguments")
+    attrs = dict(attrs)
+    for key, value in zip(op.attr_names, extra):
+        if key in attrs:
+            raise TypeError(f"{op.name}: got multiple values for {key!r}")
+        attrs[key] = value
+    return attrs
+
+
+def _check_operands(name: str, args) -> None:
+    """All floating operands share one dtype; all operands one device."""
+    floats = [a for a in args if a.dtype.is_floating_point]
+    for a in floats[1:]:
+        if a.dtype != floats[0].dtype:
+            raise DTypeError(f"{name}: dtypes differ: {str(floats[0].dtype)[6:]} and "
+                             f"{str(a.dtype)[6:]}; cast one with tc.ops.cast")
+    for a in args[1:]:
+        if a.device != args[0].device:
+            raise DTypeError(f"{name}: operands are on different devices: {args[0].device} "
+                             f"and {a.device}")
 
 
 def _check_broadcast(name: str, args) -> None:

@@ -10,7 +10,7 @@ from trainctl.autodiff.tensor import Tensor
 from trainctl.errors import ShapeError
 
 
-@defop("matmul_nd")
+@defop("matmul_nd", inputs=2)
 def matmul_nd(a, b):
     """a @ b for operands of rank >= 2: [..., n, k] @ [..., k, m] -> [..., n, m].
 

@@ -120,6 +120,9 @@ def stack(xs, axis: int = 0) -> Tensor:
 def expand_dims(x: Tensor, axis: int) -> Tensor:
     """Insert an axis of size 1 at ``axis`` (composed: reshape)."""
     shape = list(x.shape)
+    if not -len(shape) - 1 <= axis <= len(shape):
+        raise ShapeError(f"expand_dims: axis {axis} is out of range for a tensor of rank "
+                         f"{len(shape)}")
     ax = axis if axis >= 0 else len(shape) + 1 + axis
     shape.insert(ax, 1)
     return reshape(x, tuple(shape))
@@ -180,7 +183,7 @@ def _check_gather(op: str, x, idx, axis):
     return ax
 
 
-@defop("take_along_axis")
+@defop("take_along_axis", inputs=2)
 def take_along_axis(x, indices, axis):
     """numpy.take_along_axis: ``out[..., i, ...] = x[..., indices[..., i, ...], ...]``.
 
@@ -199,7 +202,7 @@ def take_along_axis_vjp(g, out, x, indices, axis):
     return put_along_axis_add(g, indices, axis=axis, shape=x.shape), None
 
 
-@defop("put_along_axis_add")
+@defop("put_along_axis_add", inputs=2)
 def put_along_axis_add(g, indices, axis, shape):
     """Zeros of ``shape`` plus ``g`` added at ``indices`` along ``axis`` (adjoint of take_along_axis)."""
     ax = axis % len(shape)

@@ -120,8 +120,13 @@ def logsumexp(x, axis=None, keepdims=False):
 
 @logsumexp.defvjp
 def logsumexp_vjp(g, out, x, axis=None, keepdims=False):
-    out_k = _expand(out, x, axis, keepdims)
-    return (mul(_expand(g, x, axis, keepdims), exp(sub(x, out_k))),)
+    # softmax(x) over axis, shifted by a constant max: exp(x - out) would lose precision
+    # when |out| is large, because out itself is rounded (float32 at 1000: 3e-5 relative)
+    if x.ndim == 0:
+        return (g,)
+    m = torch.amax(x.data, dim=normalize_axes("logsumexp", axis, x.ndim), keepdim=True)
+    e = exp(sub(x, Tensor(torch.where(torch.isfinite(m), m, torch.zeros_like(m)))))
+    return (mul(_expand(g, x, axis, keepdims), div(e, sum(e, axis=axis, keepdims=True))),)
 
 
 @defop("sum_to")
