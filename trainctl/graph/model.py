@@ -97,9 +97,10 @@ class Model:
             parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
                     ([f"unexpected {', '.join(extra)}"] if extra else [])
             raise CheckpointError(f"checkpoint does not fit the model: {'; '.join(parts)}")
-        for v in self.variables:
+        for v in self.variables:  # check every shape before copying any: all or nothing
             value = tensors[v.name]
             if tuple(value.shape) != v.shape:
                 raise CheckpointError(f"checkpoint weight {v.name!r} has shape {fmt_shape(value.shape)}, "
                                       f"the model needs {fmt_shape(v.shape)}")
-            v.data.copy_(value.to(device=v.device, dtype=v.dtype))
+        for v in self.variables:
+            v.data.copy_(tensors[v.name].to(device=v.device, dtype=v.dtype))

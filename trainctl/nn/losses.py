@@ -79,10 +79,11 @@ class CategoricalCrossentropy(Loss):
     """-sum(y · log p) over classes; integer labels [batch] are one-hot encoded first."""
 
     def __call__(self, y_true, y_pred):
+        given = y_true.shape  # the message names the labels as given, not one-hot encoded
         if y_true.ndim == 1 and not y_true.dtype.is_floating_point:
             y_true = one_hot(y_true, y_pred.shape[-1], y_pred.dtype)
         if y_true.shape != y_pred.shape:
-            raise ShapeError(f"categorical_crossentropy: labels {fmt_shape(y_true.shape)} do not "
+            raise ShapeError(f"categorical_crossentropy: labels {fmt_shape(given)} do not "
                              f"fit predictions {fmt_shape(y_pred.shape)}")
         return -ops.sum(y_true * _log_probs(y_pred, self.config.from_logits), axis=-1)
 
@@ -128,12 +129,13 @@ class MeanSquaredError(Loss):
 
 
 def _labels_like(y_true: Tensor, y_pred: Tensor, name: str) -> Tensor:
+    given = y_true.shape  # the message names the labels as given, not reshaped
     if not y_true.dtype.is_floating_point or y_true.dtype != y_pred.dtype:
         y_true = ops.cast(y_true, y_pred.dtype)
     if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
         y_true = ops.reshape(y_true, y_true.shape + (1,))
     if y_true.shape != y_pred.shape:
-        raise ShapeError(f"{name}: labels {fmt_shape(y_true.shape)} do not fit predictions "
+        raise ShapeError(f"{name}: labels {fmt_shape(given)} do not fit predictions "
                          f"{fmt_shape(y_pred.shape)}")
     return y_true
 
