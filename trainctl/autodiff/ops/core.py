@@ -130,7 +130,10 @@ def _as_tensors(name: str, inputs) -> list[Tensor]:
             out.append(Tensor(torch.tensor(x, dtype=dtype, device=like.device)))
         else:
             try:
-                out.append(Tensor(to_torch(x, device=like.device if like is not None else None)))
+                t = to_torch(x, device=like.device if like is not None else None)
+                if like is not None and like.dtype.is_floating_point and t.dtype.is_floating_point:
+                    t = t.to(like.dtype)  # array-likes follow the tensor operand, as numbers do
+                out.append(Tensor(t))
             except TypeError as exc:
                 raise DTypeError(f"{name}: {exc}") from None
     return out

@@ -144,7 +144,7 @@ def _check_key(key) -> tuple:
 
 @defop("getitem")
 def getitem(x, key):
-    """Basic indexing ``x[key]`` with ints, slices (with steps), None and Ellipsis."""
+    """Basic indexing ``x[key]`` with ints, slices (positive steps), None and Ellipsis."""
     try:
         return x[_check_key(key)]
     except IndexError as exc:
