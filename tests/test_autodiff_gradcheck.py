@@ -11,8 +11,10 @@ Second-order gradients (nested tapes) are checked against closed forms and torch
 
 from __future__ import annotations
 
+import importlib
 import math
 import zlib
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,54 +30,7 @@ F64 = torch.float64
 EPS = 1e-6
 
 
-# ---- input samplers (keep away from non-differentiable points) ------------------------
-def uniform(lo, hi):
-    return lambda rng, shape: rng.uniform(lo, hi, shape)
-
-
-def away(lo, hi):
-    """|x| in [lo, hi] with a random sign: relu/abs/division stay away from 0."""
-    return lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(lo, hi, shape)
-
-
-def lattice(phase):
-    """Points of the grid 0.4 k + phase, jittered by < 0.05: operands with phases 0 and 0.2
-    are at least 0.15 apart, so maximum/minimum never meet a tie."""
-    return lambda rng, shape: (0.4 * rng.integers(-4, 5, shape) + phase
-                               + rng.uniform(0.0, 0.05, shape))
-
-
-def distinct():
-    """Values at least 0.09 apart: max/min reductions have no ties."""
-    def sample(rng, shape):
-        n = math.prod(shape)
-        vals = 0.1 * (rng.permutation(n) - n / 2) + rng.uniform(0.0, 0.01, n)
-        return vals.reshape(shape)
-    return sample
-
-
-STD = uniform(-1.5, 1.5)
-POS = uniform(0.5, 3.0)
-
-
-@dataclass
-class Row:
-    id: str
-    fn: Callable           # our op, on tc.Tensors
-    ref: Callable          # the same computation in torch
-    inputs: list = field(default_factory=list)  # (shape, sampler) per differentiable input
-
-
-ROWS: list[Row] = []
-
-
-def row(id_, fn, ref, *inputs):
-    ROWS.append(Row(id_, fn, ref, list(inputs)))
-
-
-def shp(shape) -> str:
-    return "x".join(map(str, shape)) if shape else "0d"
-
+from gradcheck_harness import POS, ROWS, STD, Row, away, distinct, lattice, row, shp, uniform  # noqa: E402,F401
 
 # ---- elementwise: binary, broadcasting ------------------------------------------------
 BINARY = {
@@ -256,6 +211,9 @@ row("gather-alias", lambda x: tc.ops.gather(x, tc.tensor([[1], [0]]), axis=1),
 row("mlp-like", lambda x, w, b: tc.ops.softmax(tc.ops.tanh(x @ w + b)),
     lambda x, w, b: torch.softmax(torch.tanh(x @ w + b), -1),
     ((3, 4), STD), ((4, 2), STD), ((2,), STD))
+
+for _mod in sorted(Path(__file__).resolve().parent.glob("gradrows_*.py")):
+    importlib.import_module(_mod.stem)  # each family module appends its rows to ROWS
 
 ROW_IDS = [r.id for r in ROWS]
 assert len(set(ROW_IDS)) == len(ROW_IDS), "row ids must be unique"
