@@ -12,11 +12,8 @@ Second-order gradients (nested tapes) are checked against closed forms and torch
 from __future__ import annotations
 
 import importlib
-import math
 import zlib
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pytest
