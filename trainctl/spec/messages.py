@@ -57,21 +57,30 @@ def describe_errors(exc: ValidationError, data: Any, model: type[BaseModel] | No
     ``data`` is what was validated (used to map pydantic's ``loc`` onto real keys),
     ``model`` the validated class (used to suggest field names for unknown keys) and
     ``extra_names`` further accepted top-level keys that were removed before validation.
-    Several errors at one path from the members of a union are merged into one.
+    Several errors at one path from the members of a union are merged into one. A
+    missing required field that an unknown key of the same mapping is suggested for
+    (``unist: 32`` where ``units`` is required) is not reported: the unknown key says it.
     """
     out: list[tuple[tuple, str]] = []
+    suggested: set[tuple] = set()  # paths of the fields unknown keys are suggested for
     for err in exc.errors():
         path = _data_path(data, err["loc"], err["type"] == "missing")
         if (err.get("ctx") or {}).get("key"):
             path += (err["ctx"]["key"],)
         if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
             names = _field_names(model, err["loc"][:-1])
             if names is not None and len(err["loc"]) == 1:
                 names += [n for n in extra_names if n not in names]
-            message = unknown_field(str(err["loc"][-1]), names)
+            close = _closest(key, names)
+            if close is not None:
+                suggested.add(path[:-1] + (close,))
+            message = unknown_field(key, names)
         else:
             message = _message(err)
         out.append((path, message))
+    out = [(path, message) for path, message in out
+           if not (message == MISSING and path in suggested)]
     return _merge_unions(out)
 
 
@@ -79,12 +88,18 @@ def unknown_field(key: str, names: list[str] | None) -> str:
     """``unknown field; did you mean 'units'?``, or the list of valid names if none is close."""
     if names is None:
         return "unknown field"
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field; did you mean {close[0]!r}?"
+    close = _closest(key, names)
+    if close is not None:
+        return f"unknown field; did you mean {close!r}?"
     if not names:
         return "unknown field; no fields are accepted here"
     return "unknown field; valid fields: " + ", ".join(names)
+
+
+def _closest(key: str, names: list[str] | None) -> str | None:
+    """The accepted name closest to the unknown ``key``, if one is close enough."""
+    close = difflib.get_close_matches(key, names or [], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _message(err: dict) -> str:
