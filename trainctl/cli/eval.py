@@ -27,13 +27,14 @@ def evaluate_command(
 ) -> None:
     """Evaluate a checkpoint on a split of the spec's data (same seeded split as training)."""
     from trainctl.errors import CheckpointError
-    from trainctl.io import load_checkpoint
     from trainctl.spec import load_spec
-    from trainctl.train import evaluate, prepare
 
     with user_errors():
-        weights, _, state = load_checkpoint(checkpoint)
         s = load_spec(spec)
+        from trainctl.io import load_checkpoint  # torch only once the spec is valid
+        from trainctl.train import evaluate, prepare
+
+        weights, _, state = load_checkpoint(checkpoint)
         seed = state.get("seed")
         if isinstance(seed, int) and seed != s.seed:
             s = s.with_overrides(seed=seed)  # the split the model was trained with

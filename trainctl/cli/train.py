@@ -21,16 +21,26 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
 ) -> None:
     """Train the model a spec describes; progress on stdout, the run in a run directory."""
-    from trainctl.io import RunDir, default_run_dir
+    from trainctl.errors import TrainctlError
     from trainctl.spec import load_spec
-    from trainctl.train import Trainer, evaluate, prepare
 
     with user_errors():
         s = load_spec(spec).with_overrides(seed=seed, epochs=epochs, device=device)
+        # torch and the data libraries load only once the spec itself is valid, so a
+        # typo in it is reported at once
+        from trainctl.io import RunDir, default_run_dir
+        from trainctl.train import Trainer, evaluate, prepare
+
         setup = prepare(s)
         path = run_dir if run_dir is not None else default_run_dir(s.name)
+        if path.exists() and not path.is_dir():
+            raise TrainctlError(f"--run-dir {str(path)!r} is a file, not a directory")
         created = not path.exists()
-        rd = RunDir(path).create(s.to_yaml())
+        try:
+            rd = RunDir(path).create(s.to_yaml())
+        except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
+            raise TrainctlError(f"cannot create the run directory {str(path)!r}: "
+                                f"{exc.strerror or exc}") from None
         from trainctl.cli.progress import PlainReporter, RichReporter
 
         reporter = RichReporter(out) if is_tty() else PlainReporter(out)
