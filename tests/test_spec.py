@@ -117,8 +117,8 @@ LAYER = "model:\n  layers:\n    - {type: dense, %s}\n"
 
 
 @pytest.mark.parametrize("body, expected", [
-    ("unist: 32", ["s.yaml:3:7: model.layers[0].units: missing required field",
-                   "s.yaml:3:21: model.layers[0].unist: unknown field; did you mean 'units'?"]),
+    # the missing 'units' is the typo's consequence: only the typo is reported
+    ("unist: 32", ["s.yaml:3:21: model.layers[0].unist: unknown field; did you mean 'units'?"]),
     ("units: 3, zzz: 1", ["s.yaml:3:31: model.layers[0].zzz: unknown field; valid fields: "
                           "units, activation, use_bias, padding, type"]),
     ("units: 3, typo: 1", ["s.yaml:3:31: model.layers[0].typo: unknown field; "
