@@ -136,3 +136,22 @@ def test_evaluate_averages_per_sample_with_a_short_last_batch():
     # the mean of batch means would differ here
     batch_means = (per[:4].mean() + per[4:].mean()) / 2
     assert abs(batch_means.item() - per.mean().item()) > 1e-3
+
+
+def test_unknown_device_in_the_spec_is_located_with_the_other_errors():
+    from trainctl.errors import SpecErrors
+
+    text = SPEC.replace("seed: 3\n", "seed: 3\ndevice: tpu\n").replace("units: 8", "units: 0")
+    with pytest.raises(SpecErrors) as exc:
+        prepare(make_spec(text))
+    messages = [str(e) for e in exc.value.errors]
+    assert messages[0].startswith("tiny.yaml:4:9: device: unknown device 'tpu'; available:")
+    assert messages[1] == "tiny.yaml:13:28: model.layers[0].units: must be > 0, got 0"
+
+
+def test_empty_device_is_an_error_not_auto():
+    from trainctl.errors import SpecErrors
+
+    with pytest.raises(SpecErrors) as exc:
+        make_spec(SPEC.replace("seed: 3\n", "seed: 3\ndevice: ''\n"))
+    assert "tiny.yaml:4:9: device:" in str(exc.value)

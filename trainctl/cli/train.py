@@ -37,7 +37,7 @@ def train(
             raise TrainctlError(f"--run-dir {str(path)!r} is a file, not a directory")
         created = not path.exists()
         try:
-            rd = RunDir(path).create(s.to_yaml())
+            rd = RunDir(path).create(setup.resolved_yaml())
         except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
             raise TrainctlError(f"cannot create the run directory {str(path)!r}: "
                                 f"{exc.strerror or exc}") from None

@@ -39,11 +39,15 @@ class RunDir:
         if (self.path / METRICS_FILE).exists():
             raise TrainctlError(f"run directory {str(self.path)!r} already holds a run; "
                                 f"choose another --run-dir")
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".{SPEC_FILE}.tmp"
-        tmp.write_text(spec_yaml, encoding="utf-8")
-        os.replace(tmp, self.path / SPEC_FILE)
-        (self.path / METRICS_FILE).touch()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            tmp = self.path / f".{SPEC_FILE}.tmp"
+            tmp.write_text(spec_yaml, encoding="utf-8")
+            os.replace(tmp, self.path / SPEC_FILE)
+            (self.path / METRICS_FILE).touch()
+        except OSError as exc:
+            raise TrainctlError(f"cannot create run directory {str(self.path)!r}: "
+                                f"{exc.strerror or exc}") from None
         return self
 
     def append_metrics(self, record: dict[str, Any]) -> None:

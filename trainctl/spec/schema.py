@@ -87,7 +87,7 @@ class Spec(Config):
     name: str = Field(min_length=1)
     format: int = SPEC_FORMAT
     seed: int = Field(0, ge=0, lt=2**32)
-    device: str = "auto"
+    device: str = Field("auto", min_length=1)
     data: DataConfig
     model: ModelConfig
     loss: NamedSection

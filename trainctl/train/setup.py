@@ -16,12 +16,13 @@ import torch
 from trainctl.autodiff.ops.core import fmt_shape
 from trainctl.backend import manual_seed, resolve_device
 from trainctl.data import Splits, build_splits, sources
-from trainctl.errors import SpecError, SpecErrors, UnknownNameError
+from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
 from trainctl.graph import Model, build_model, spec_doc
 from trainctl.nn.losses import Loss, losses
 from trainctl.nn.metrics import Metric, build_metric, metrics
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
+from trainctl.spec.yaml_loader import dump_yaml
 
 
 @dataclass
@@ -35,6 +36,12 @@ class Setup:
     loss: Loss
     metrics: list[Metric]
     optimizer: Optimizer
+    resolved: dict[str, Any]
+    """The spec with every default filled in, sections included (what a run records)."""
+
+    def resolved_yaml(self) -> str:
+        """:attr:`resolved` as YAML that ``load_spec`` reads back to the same spec."""
+        return dump_yaml(self.resolved)
 
 
 class _Collector:
@@ -77,7 +84,13 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     """
     doc = spec_doc(spec)
     check = _Collector(doc)
-    dev = resolve_device(device if device is not None else spec.device)
+    try:
+        dev = resolve_device(device if device is not None else spec.device)
+    except DeviceError as exc:
+        if device is not None:
+            raise
+        check.add(("device",), str(exc))
+        dev = resolve_device("cpu")  # keep checking the rest of the spec
     manual_seed(spec.seed)
 
     source_cls = check.registered(sources, ("data", "source", "type"), spec.data.source["type"])
@@ -104,7 +117,12 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     metric_objs = [build_metric(name, loss.registered_name, from_logits, model.output_shape)
                    for name in spec.metrics]
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
-    return Setup(spec, dev, splits, model, loss, metric_objs, optimizer)
+    resolved = spec.to_dict()
+    resolved["data"]["source"] = {"type": spec.data.source["type"], **source_cfg.model_dump()}
+    resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
+    resolved["loss"] = loss.get_config()
+    resolved["optimizer"] = {"type": opt_cls.registered_name, **opt_cfg.model_dump()}
+    return Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
 
 
 def _load_splits(spec: Spec, source_cls, source_cfg) -> Splits:
