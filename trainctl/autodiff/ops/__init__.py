@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 
 from trainctl.autodiff.ops.core import OPS, Op, defop, fmt_shape
+from trainctl.autodiff.ops.activations import (
+    elu, erf, gelu, hard_sigmoid, leaky_relu, log_sigmoid, silu, softsign,
+)
 from trainctl.autodiff.ops.elementwise import (
     abs, add, cast, div, equal, exp, greater, greater_equal, less, less_equal, log, maximum,
     minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, softplus, sqrt, sub, tanh, where,
@@ -20,6 +23,9 @@ from trainctl.autodiff.ops.movement import (
     put_along_axis_add, reshape, stack, swapaxes, take_along_axis, transpose,
 )
 from trainctl.autodiff.ops.nn import log_softmax, sigmoid_cross_entropy_with_logits, softmax
+from trainctl.autodiff.ops.normalization import (
+    batch_norm, layer_norm, moments, rsqrt, std, variance,
+)
 from trainctl.autodiff.ops.reduce import logsumexp, max, mean, min, sum, sum_to
 from trainctl.autodiff.tensor import Tensor, to_torch
 
