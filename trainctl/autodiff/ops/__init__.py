@@ -17,6 +17,11 @@ from trainctl.autodiff.ops.elementwise import (
     abs, add, cast, div, equal, exp, greater, greater_equal, less, less_equal, log, maximum,
     minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, softplus, sqrt, sub, tanh, where,
 )
+from trainctl.autodiff.ops.einsum import einsum
+from trainctl.autodiff.ops.indexing import (
+    cumsum, embedding_lookup, flip, one_hot, pad, repeat, scatter_add, split, squeeze, tile,
+    top_k, unsqueeze,
+)
 from trainctl.autodiff.ops.linalg import matmul, matmul_nd
 from trainctl.autodiff.ops.movement import (
     broadcast_to, concat, expand_dims, flatten, getitem, getitem_adjoint, permute,
@@ -27,6 +32,7 @@ from trainctl.autodiff.ops.normalization import (
     batch_norm, layer_norm, moments, rsqrt, std, variance,
 )
 from trainctl.autodiff.ops.reduce import logsumexp, max, mean, min, sum, sum_to
+from trainctl.autodiff.ops.rounding import ceil, clip, floor, round
 from trainctl.autodiff.tensor import Tensor, to_torch
 
 gather = take_along_axis
@@ -79,6 +85,7 @@ def _install_tensor_methods() -> None:
         "transpose": transpose, "permute": _permute_method, "matmul": matmul,
         "softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
         "argmax": argmax, "cast": cast, "square": square, "broadcast_to": broadcast_to,
+        "flip": flip, "squeeze": squeeze, "clip": clip, "cumsum": cumsum,
     }
     for name, fn in table.items():
         setattr(Tensor, name, fn)

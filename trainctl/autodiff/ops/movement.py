@@ -1,15 +1,17 @@
 """Shape and movement ops: reshape, permute/transpose, broadcast_to, concat, stack,
-slicing (getitem), take_along_axis (gather) and its adjoint."""
+numpy indexing (getitem) and its adjoint, take_along_axis (gather) and its adjoint."""
 
 from __future__ import annotations
 
 import math
+import operator
 
+import numpy as np
 import torch
 
 from trainctl.autodiff.ops.core import defop, fmt_shape
 from trainctl.autodiff.tensor import Tensor
-from trainctl.errors import ShapeError
+from trainctl.errors import DTypeError, ShapeError
 
 
 @defop("reshape")
@@ -133,20 +135,106 @@ def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
     return reshape(x, x.shape[:start_axis] + (math.prod(x.shape[start_axis:]),))
 
 
-def _check_key(key) -> tuple:
-    key = key if isinstance(key, tuple) else (key,)
-    for k in key:
-        if not (k is None or k is Ellipsis or isinstance(k, (int, slice))):
-            raise TypeError(f"getitem: index {k!r} is not supported yet; use ints, slices, "
-                            f"None and ... (or tc.ops.take_along_axis)")
-    return key
+# ---- indexing: x[key] ---------------------------------------------------------------
+# A key is normalised once per call into what torch indexing accepts, with numpy's
+# meaning: negative-step slices become a flip of the axis plus a positive-step slice;
+# lists, numpy arrays and Tensors become int64/bool index tensors on x's device; 0-d
+# integer arrays become ints (as numpy treats them); and when the key has an advanced
+# index, ints become one-element index tensors, so that advanced indices separated by a
+# slice put their axes first as numpy does (torch would apply the ints as selections).
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _index_part(k, device):
+    if k is None or k is Ellipsis:
+        return k
+    if isinstance(k, slice):
+        return slice(*(None if v is None else operator.index(v) for v in (k.start, k.stop, k.step)))
+    if isinstance(k, (bool, np.bool_)):
+        return torch.tensor(bool(k), device=device)
+    if isinstance(k, (int, np.integer)):
+        return int(k)
+    if isinstance(k, Tensor):
+        t = k.data
+    elif isinstance(k, torch.Tensor):
+        t = k.detach()
+    elif isinstance(k, (list, np.ndarray)):
+        arr = np.asarray(k)
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)  # x[[]] selects nothing, as in numpy
+        if arr.dtype.kind not in "biu":
+            raise DTypeError(f"getitem: index arrays must hold integers or bools, got {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    else:
+        raise TypeError(f"getitem: index {k!r} is not supported; use ints, slices, None, ..., "
+                        f"integer or bool arrays/Tensors")
+    if t.dtype == torch.bool:
+        return t.to(device)
+    if t.dtype not in _INT_DTYPES:
+        raise DTypeError(f"getitem: index tensors must be integer or bool, got {str(t.dtype)[6:]}")
+    return int(t.item()) if t.dim() == 0 else t.to(device=device, dtype=torch.int64)
+
+
+def _rank_used(k) -> int:
+    if isinstance(k, torch.Tensor):
+        return k.dim() if k.dtype == torch.bool else 1
+    return 1 if isinstance(k, (int, slice)) else 0
+
+
+def _positive_slice(s: slice, n: int):
+    """The slice, on the axis flipped when its step is negative: (slice, flipped)."""
+    start, stop, step = s.indices(n)
+    if step > 0:
+        return s, False
+    count = len(range(start, stop, step))
+    if count == 0:
+        return slice(0, 0), False
+    first = n - 1 - start
+    return slice(first, first + (count - 1) * -step + 1, -step), True
+
+
+def normalize_key(key, shape, device) -> tuple[tuple, tuple, bool]:
+    """(axes to flip first, key for torch, advanced?) for ``x[key]`` on a tensor of ``shape``.
+
+    Raises ShapeError for too many indices or a zero step, DTypeError for float indices.
+    """
+    parts = [_index_part(k, device) for k in (key if isinstance(key, tuple) else (key,))]
+    if sum(k is Ellipsis for k in parts) > 1:
+        raise ShapeError("getitem: an index can only have a single ellipsis ('...')")
+    used = sum(_rank_used(k) for k in parts)
+    if used > len(shape):
+        raise ShapeError(f"getitem: too many indices ({used}) for a tensor of shape "
+                         f"{fmt_shape(shape)}")
+    flips, axis = [], 0
+    for i, k in enumerate(parts):
+        if k is Ellipsis:
+            axis += len(shape) - used
+            continue
+        if isinstance(k, slice):
+            if k.step == 0:
+                raise ShapeError(f"getitem: slice step cannot be zero (shape {fmt_shape(shape)})")
+            parts[i], flipped = _positive_slice(k, shape[axis])
+            if flipped:
+                flips.append(axis)
+        axis += _rank_used(k)
+    advanced = any(isinstance(k, torch.Tensor) for k in parts)
+    if any(isinstance(k, torch.Tensor) and k.dim() > 0 for k in parts):
+        parts = [torch.tensor([k], device=device) if isinstance(k, int) else k for k in parts]
+    return tuple(flips), tuple(parts), advanced
 
 
 @defop("getitem")
 def getitem(x, key):
-    """Basic indexing ``x[key]`` with ints, slices (positive steps), None and Ellipsis."""
+    """numpy indexing ``x[key]``: ints, slices (any step, negative too), None, ``...``,
+    integer arrays (lists, numpy arrays, int Tensors) and boolean masks, mixed as numpy
+    allows. Repeated integer indices add up in the gradient.
+
+    Raises ShapeError for an out-of-range index or a mask of the wrong shape (naming
+    x's shape), DTypeError for float index arrays, TypeError for other index kinds.
+    """
+    flips, tkey, _ = normalize_key(key, x.shape, x.device)
     try:
-        return x[_check_key(key)]
+        return (x.flip(flips) if flips else x)[tkey]
     except IndexError as exc:
         raise ShapeError(f"getitem: {exc} (shape {fmt_shape(x.shape)})") from None
 
@@ -158,10 +246,20 @@ def getitem_vjp(g, out, x, key):
 
 @defop("getitem_adjoint")
 def getitem_adjoint(g, key, shape):
-    """Zeros of ``shape`` with ``g`` written at ``key`` (the VJP of getitem)."""
+    """Zeros of ``shape`` with ``g`` added at ``x[key]``'s positions (the VJP of getitem).
+
+    Positions selected more than once (repeated integer indices) accumulate, through
+    ``index_put_(accumulate=True)`` on flat positions.
+    """
+    flips, tkey, advanced = normalize_key(key, shape, g.device)
     z = torch.zeros(shape, dtype=g.dtype, device=g.device)
-    z[key] = g
-    return z
+    if advanced:
+        pos = torch.arange(z.numel(), device=g.device).reshape(shape)
+        pos = (pos.flip(flips) if flips else pos)[tkey]
+        z.view(-1).index_put_((pos.reshape(-1),), g.expand(pos.shape).reshape(-1), accumulate=True)
+        return z
+    z[tkey] = g
+    return z.flip(flips) if flips else z
 
 
 @getitem_adjoint.defvjp
