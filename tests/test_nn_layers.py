@@ -90,6 +90,13 @@ TORCH_ACT = {
     "softplus": F.softplus,
     "softmax": lambda z: torch.softmax(z, dim=-1),
     "log_softmax": lambda z: torch.log_softmax(z, dim=-1),
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "elu": F.elu,
+    "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=0.2),  # Keras 3's default slope
+    "softsign": F.softsign,
+    "hard_sigmoid": lambda z: F.relu6(z + 3) / 6,
+    "log_sigmoid": F.logsigmoid,
 }
 
 
