@@ -13,6 +13,7 @@ from trainctl.autodiff.ops.core import OPS, Op, defop, fmt_shape
 from trainctl.autodiff.ops.activations import (
     elu, erf, gelu, hard_sigmoid, leaky_relu, log_sigmoid, silu, softsign,
 )
+from trainctl.autodiff.ops.conv import conv1d, conv2d, conv2d_transpose, conv2d_weight_grad
 from trainctl.autodiff.ops.elementwise import (
     abs, add, cast, div, equal, exp, greater, greater_equal, less, less_equal, log, maximum,
     minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, softplus, sqrt, sub, tanh, where,
@@ -31,8 +32,12 @@ from trainctl.autodiff.ops.nn import log_softmax, sigmoid_cross_entropy_with_log
 from trainctl.autodiff.ops.normalization import (
     batch_norm, layer_norm, moments, rsqrt, std, variance,
 )
+from trainctl.autodiff.ops.pool import (
+    avg_pool2d, fold2d, global_average_pool2d, global_max_pool2d, max_pool2d, unfold2d,
+)
 from trainctl.autodiff.ops.reduce import logsumexp, max, mean, min, sum, sum_to
 from trainctl.autodiff.ops.rounding import ceil, clip, floor, round
+from trainctl.autodiff.ops.window import same_padding
 from trainctl.autodiff.tensor import Tensor, to_torch
 
 gather = take_along_axis
