@@ -36,7 +36,8 @@ def _check(equation: str, terms: list[str], out: str, shapes) -> dict[str, int]:
                          f"{len(shapes)} were given")
     for c in "".join(terms) + out:
         if c not in LETTERS:
-            raise ValueError(f"einsum: invalid subscript {c!r} in {equation!r} (use letters, '...')")
+            raise ValueError(f"einsum: invalid subscript {c!r} in {equation!r} "
+                             f"(use letters and '...')")
     sizes: dict[str, int] = {}
     for i, (term, shape) in enumerate(zip(terms, shapes)):
         if len(term) != len(shape):
@@ -44,8 +45,9 @@ def _check(equation: str, terms: list[str], out: str, shapes) -> dict[str, int]:
                              f"{fmt_shape(shape)} in {equation!r}")
         for c, d in zip(term, shape):
             if sizes.setdefault(c, d) != d:
+                shown = ", ".join(fmt_shape(s) for s in shapes)
                 raise ShapeError(f"einsum: subscript {c!r} has sizes {sizes[c]} and {d} in "
-                                 f"{equation!r} for shapes {', '.join(fmt_shape(s) for s in shapes)}")
+                                 f"{equation!r} for shapes {shown}")
     for c in out:
         if c not in sizes or out.count(c) > 1:
             raise ValueError(f"einsum: output subscript {c!r} of {equation!r} must appear once, "
@@ -65,12 +67,11 @@ def _einsum(*xs, equation):
 def _einsum_vjp(g, out, *xs, equation):
     terms, out_sub = _split(equation)
     sizes = _check(equation, terms, out_sub, [x.shape for x in xs])
-    fresh = iter(c for c in LETTERS if c not in sizes)
-    return tuple(_operand_grad(g, xs, terms, out_sub, k, sizes, fresh) if xs[k].tracked else None
+    return tuple(_operand_grad(g, xs, terms, out_sub, k, sizes) if xs[k].tracked else None
                  for k in range(len(xs)))
 
 
-def _operand_grad(g, xs, terms, out_sub, k, sizes, fresh):
+def _operand_grad(g, xs, terms, out_sub, k, sizes):
     term = terms[k]
     unique = "".join(dict.fromkeys(term))
     others = set(out_sub).union(*(terms[j] for j in range(len(xs)) if j != k))
@@ -83,6 +84,7 @@ def _operand_grad(g, xs, terms, out_sub, k, sizes, fresh):
         h = broadcast_to(h, tuple(sizes[c] for c in unique))
     if unique == term:
         return h
+    fresh = iter(c for c in LETTERS if c not in sizes)
     placed, eyes = "", []  # a repeated subscript: put h on the diagonal
     for c in term:
         if c in placed:

@@ -37,7 +37,8 @@ def embedding_lookup(table, ids):
     outside [0, vocab), DTypeError for non-integer ids.
     """
     if table.dim() != 2:
-        raise ShapeError(f"embedding_lookup: table must be [vocab, dim], got {fmt_shape(table.shape)}")
+        raise ShapeError(f"embedding_lookup: table must be [vocab, dim], got "
+                         f"{fmt_shape(table.shape)}")
     if ids.dtype not in _INTS:
         raise DTypeError(f"embedding_lookup: ids must be integers, got {str(ids.dtype)[6:]}")
     try:
@@ -56,8 +57,8 @@ def embedding_lookup_vjp(g, out, table, ids):
 
 
 def scatter_add(x: Tensor, indices, updates: Tensor, axis: int) -> Tensor:
-    """x plus ``updates`` added at ``indices`` along ``axis`` (torch.Tensor.scatter_add;
-    the adjoint of take_along_axis): ``out[..., indices[..., i, ...], ...] += updates[..., i, ...]``.
+    """x plus ``updates`` added at ``indices`` along ``axis`` (torch.Tensor.scatter_add, the
+    adjoint of take_along_axis): ``out[..., indices[..., i, ...], ...] += updates[..., i, ...]``.
 
     ``indices`` is an integer tensor of x's rank whose axes other than ``axis`` equal
     updates' (or are 1); updates must match x on every axis but ``axis``. Repeated indices
@@ -126,7 +127,8 @@ def _pad_plan(x, paddings, mode):
     shown = "[" + ",".join("[" + ",".join(str(v) for v in p) + "]" if isinstance(p, (list, tuple))
                            else str(p) for p in pads) + "]"
     if len(pads) != x.dim() or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in pads):
-        raise ShapeError(f"pad: paddings {shown} do not match rank {x.dim()} of {fmt_shape(x.shape)}")
+        raise ShapeError(f"pad: paddings {shown} do not match rank {x.dim()} of "
+                         f"{fmt_shape(x.shape)}")
     pads = tuple((int(b), int(a)) for b, a in pads)
     if any(v < 0 for p in pads for v in p):
         raise ShapeError(f"pad: paddings {shown} must be non-negative (shape {fmt_shape(x.shape)})")
@@ -237,7 +239,8 @@ def tile(x: Tensor, multiples) -> Tensor:
     """
     reps = tuple(int(m) for m in multiples)
     if any(m < 0 for m in reps):
-        raise ShapeError(f"tile: multiples {list(reps)} must be non-negative (shape {fmt_shape(x.shape)})")
+        raise ShapeError(f"tile: multiples {list(reps)} must be non-negative "
+                         f"(shape {fmt_shape(x.shape)})")
     nd = max(x.ndim, len(reps))
     shape = (1,) * (nd - x.ndim) + x.shape
     reps = (1,) * (nd - len(reps)) + reps
@@ -283,7 +286,8 @@ def cumsum(x, axis=0, exclusive=False, reverse=False):
     y = x.flip(ax) if reverse else x
     out = torch.cumsum(y, dim=ax)
     if exclusive and out.shape[ax]:
-        out = torch.cat([torch.zeros_like(out.narrow(ax, 0, 1)), out.narrow(ax, 0, out.shape[ax] - 1)], ax)
+        shifted = out.narrow(ax, 0, out.shape[ax] - 1)
+        out = torch.cat([torch.zeros_like(out.narrow(ax, 0, 1)), shifted], ax)
     return out.flip(ax) if reverse else out
 
 
