@@ -357,6 +357,7 @@ def test_third_derivative_of_cube_is_six():
     with tc.GradientTape() as t3:
         t3.watch(x)
         with tc.GradientTape() as t2:
+            t2.watch(x)  # watch is per tape (TensorFlow): each tape that differentiates x
             with tc.GradientTape() as t1:
                 t1.watch(x)
                 y = x ** 3

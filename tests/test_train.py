@@ -68,10 +68,10 @@ def test_history_fields_and_steps():
     assert history[0]["learning_rate"] == 0.01
 
 
-def _one_step(setup):
+def _one_step(setup, persistent=False):
     x, y = to_tensors(next(iter(setup.splits.train.iterate(epoch=0))), setup.device)
     params = setup.model.trainable_variables
-    with GradientTape() as tape:
+    with GradientTape(persistent=persistent) as tape:
         loss = setup.loss(y, setup.model(x, training=True)).mean()
     grads = tape.gradient(loss, params)
     setup.optimizer.step(grads)
@@ -92,7 +92,8 @@ def _walk_tape(t, seen):
 
 def test_no_torch_tensor_requires_grad_in_a_full_step():
     setup = prepare(make_spec(), "cpu")
-    _, loss, grads = _one_step(setup)
+    # a persistent tape keeps its graph (a non-persistent one releases it in tape.gradient)
+    _, loss, grads = _one_step(setup, persistent=True)
     tensors = list(_walk_tape(loss, set())) + list(grads) + setup.model.variables
     assert len(tensors) > 20
     assert all(not t.data.requires_grad for t in tensors)

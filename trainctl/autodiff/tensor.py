@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainctl.autodiff import engine
 from trainctl.backend import DEFAULT_FLOAT, as_dtype, resolve_device
 
 _variable_ids = itertools.count()
@@ -48,17 +49,17 @@ class Tensor:
     """An immutable n-dimensional value with shape, dtype and device.
 
     ``data`` is the wrapped torch.Tensor. ``_node`` is the tape node that produced it
-    (None for constants and leaves). ``_watched`` marks a constant that a GradientTape
-    watches, so ops on it are recorded.
+    (None for constants and leaves). A constant is recorded only while a GradientTape that
+    watches it is active (TensorFlow's per-tape ``watch``).
     """
 
-    __slots__ = ("data", "_node", "_watched", "__weakref__")
+    __slots__ = ("data", "_node", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our operators
+    trainable = False  # only Variables are watched automatically
 
     def __init__(self, data: torch.Tensor, _node=None):
         self.data = data
         self._node = _node
-        self._watched = False
 
     # ---- properties -------------------------------------------------------------
     @property
@@ -83,8 +84,9 @@ class Tensor:
 
     @property
     def tracked(self) -> bool:
-        """True if gradients flow to or through this tensor."""
-        return self._node is not None or self._watched
+        """True if gradients may flow to or through this tensor now: it was made by a
+        recorded op, is watched by an active tape, or is a source of a running reverse pass."""
+        return self._node is not None or id(self) in engine._state.tracked
 
     def __len__(self) -> int:
         if self.data.dim() == 0:
@@ -135,17 +137,19 @@ class Tensor:
     __hash__ = object.__hash__
 
     # ---- gradients --------------------------------------------------------------
-    def backward(self, gradient: "Tensor | None" = None, create_graph: bool = False) -> None:
+    def backward(self, gradient: "Tensor | None" = None, create_graph: bool = False,
+                 retain_graph: bool | None = None) -> None:
         """Accumulate d(self)/d(v) into ``v.grad`` for every trainable Variable v it depends on.
 
         ``self`` must have one element unless ``gradient`` (same shape as self) is given.
         Gradients add to an existing ``.grad`` (as in PyTorch); clear them with
-        ``optimizer.zero_grad()`` or ``v.grad = None``.
-        Raises ValueError for a non-scalar target without ``gradient``.
+        ``optimizer.zero_grad()`` or ``v.grad = None``. The graph is released as the pass
+        runs unless ``retain_graph`` (default: ``create_graph``), as in PyTorch; a second
+        pass through a released graph raises RuntimeError.
+        Raises ValueError for a non-scalar target without ``gradient``, DTypeError for an
+        integer or bool target.
         """
-        from trainctl.autodiff import engine
-
-        engine.backward(self, gradient, create_graph=create_graph)
+        engine.backward(self, gradient, create_graph=create_graph, retain_graph=retain_graph)
 
 
 class Variable(Tensor):
@@ -169,7 +173,7 @@ class Variable(Tensor):
 
     @property
     def tracked(self) -> bool:
-        return self.trainable or self._watched
+        return self.trainable or id(self) in engine._state.tracked
 
     def assign(self, value: Any) -> "Variable":
         """Set the value in place; shape must match. Returns self."""

@@ -41,7 +41,9 @@ class Op:
     ``differentiable=False`` ops (comparisons, argmax) are never recorded.
     ``broadcasting=True`` ops follow numpy broadcasting; operands that do not broadcast
     raise ShapeError naming the op and both shapes. Floating operands of different dtypes
-    raise DTypeError. The first ``inputs`` positional parameters of ``forward`` are tensor
+    are promoted to one dtype with torch's rules (``torch.promote_types``: float16 with
+    float32 gives float32, float16 with bfloat16 gives float32); the node keeps the
+    original inputs, and the engine casts each gradient back to its input's dtype. The first ``inputs`` positional parameters of ``forward`` are tensor
     inputs (all of them for broadcasting and ``*xs`` ops, else 1); the later ones are
     attributes and may be passed positionally too (``ops.sum(x, 1)``, ``x[0]``).
     """
@@ -77,7 +79,7 @@ class Op:
         tensors = _as_tensors(self.name, inputs)
         args = [t.data for t in tensors]
         if len(args) > 1:
-            _check_operands(self.name, args)
+            args = _promote_operands(self.name, args)
         try:
             out = self.forward(*args, **attrs)
         except RecursionError:
@@ -86,9 +88,11 @@ class Op:
             if self.broadcasting:
                 _check_broadcast(self.name, args)
             raise ShapeError(f"{self.name}: {exc}".split("\n")[0]) from None
-        if self.differentiable and engine._state.grad_enabled:
+        state = engine._state
+        if self.differentiable and state.grad_enabled:
+            tracked = state.tracked
             for t in tensors:
-                if t._node is not None or t._watched or getattr(t, "trainable", False):
+                if t._node is not None or t.trainable or id(t) in tracked:
                     return Tensor(out, Node(self, tuple(tensors), attrs))
         return Tensor(out)
 
@@ -153,17 +157,29 @@ def _bind_attrs(op: Op, extra: tuple, attrs: dict) -> dict:
     return attrs
 
 
-def _check_operands(name: str, args) -> None:
-    """All floating operands share one dtype; all operands one device."""
-    floats = [a for a in args if a.dtype.is_floating_point]
-    for a in floats[1:]:
-        if a.dtype != floats[0].dtype:
-            raise DTypeError(f"{name}: dtypes differ: {str(floats[0].dtype)[6:]} and "
-                             f"{str(a.dtype)[6:]}; cast one with tc.ops.cast")
-    for a in args[1:]:
-        if a.device != args[0].device:
-            raise DTypeError(f"{name}: operands are on different devices: {args[0].device} "
+def _promote_operands(name: str, args: list) -> list:
+    """Floating operands cast to their torch-promoted dtype; all operands on one device.
+
+    Integer and bool operands keep their dtype (indices, conditions, labels): mixing them
+    with floats in arithmetic is left to the torch kernel, which promotes to the float.
+    Raises DTypeError for operands on different devices.
+    """
+    first = args[0]
+    common = None
+    mixed = False
+    for a in args:
+        if a.device != first.device:
+            raise DTypeError(f"{name}: operands are on different devices: {first.device} "
                              f"and {a.device}")
+        if a.dtype.is_floating_point:
+            if common is None:
+                common = a.dtype
+            elif a.dtype != common:
+                common = torch.promote_types(common, a.dtype)
+                mixed = True
+    if not mixed:
+        return args
+    return [a.to(common) if a.dtype.is_floating_point and a.dtype != common else a for a in args]
 
 
 def _check_broadcast(name: str, args) -> None:
