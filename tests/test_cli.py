@@ -117,8 +117,8 @@ def test_run_dir_layout(iris_run):
     assert sorted(p.name for p in iris_run.iterdir()) == ["checkpoints", "metrics.jsonl",
                                                            "spec.yaml"]
     final = iris_run / "checkpoints" / "final"
-    assert sorted(p.name for p in final.iterdir()) == ["optimizer.safetensors", "state.json",
-                                                        "weights.safetensors"]
+    assert sorted(p.name for p in final.iterdir()) == ["MANIFEST", "optimizer.safetensors",
+                                                        "state.json", "weights.safetensors"]
     files = [p for p in iris_run.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".pt", ".pth", ".bin")]
     state = json.loads((final / "state.json").read_text())

@@ -207,7 +207,11 @@ def test_to_dict_fills_defaults():
                  "standardize": False},
         "model": {"input_shape": [4], "layers": [{"type": "dense", "units": 1}]},
         "loss": {"type": "mean_squared_error"}, "metrics": [],
-        "optimizer": {"type": "sgd"}, "train": {"epochs": 10, "eval_batch_size": 256}}
+        "optimizer": {"type": "sgd"}, "train": {"epochs": 10, "eval_batch_size": 256},
+        "checkpoint": {"every_n_steps": None, "every_epoch": True, "keep_last": 3,
+                       "monitor": None, "mode": "auto",
+                       "signals": {"sigint": "snapshot_and_stop", "sigterm": "snapshot_and_stop",
+                                   "sighup": "snapshot_and_stop", "sigusr1": "snapshot"}}}
 
 
 def test_to_yaml_round_trips():

@@ -19,6 +19,19 @@ def train(
                                          "(default: the spec's device)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR|auto",
+                                         help="Continue a run from its newest valid checkpoint; "
+                                         "'auto': the --run-dir, else the latest run of this "
+                                         "spec under runs/ (a new run if there is none)."),
+    apply_optimizer_changes: bool = typer.Option(
+        False, "--apply-optimizer-changes", help="On --resume, use the spec's changed learning "
+        "rate / optimizer settings instead of refusing."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="CKPT",
+                                             help="Start from the weights of a checkpoint or run "
+                                             "(weights only; reports each tensor)."),
+    init_filter: list[str] = typer.Option([], "--init-filter", metavar="GLOB",
+                                          help="With --init-from: load only tensors whose name "
+                                          "matches (repeatable), e.g. 'dense/*'."),
 ) -> None:
     """Train the model a spec describes; progress on stdout, the run in a run directory."""
     from trainctl.errors import TrainctlError
@@ -29,9 +42,16 @@ def train(
         # torch and the data libraries load only once the spec itself is valid, so a
         # typo in it is reported at once
         from trainctl.io import RunDir, default_run_dir
-        from trainctl.train import Trainer, evaluate, prepare
+        from trainctl.cli import resuming
+        from trainctl.train import Trainer, prepare
+        from trainctl.train.signals import SignalExit, handle_signals
 
+        if resume is not None and init_from is not None:
+            raise TrainctlError("--resume continues a run; --init-from starts a new one: give one")
         setup = prepare(s)
+        target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
+        if target is not None:
+            return _resume(spec, s, setup, target, apply_optimizer_changes)
         path = run_dir if run_dir is not None else default_run_dir(s.name)
         if path.exists() and not path.is_dir():
             raise TrainctlError(f"--run-dir {str(path)!r} is a file, not a directory")
@@ -44,14 +64,61 @@ def train(
         from trainctl.cli.progress import PlainReporter, RichReporter
 
         reporter = RichReporter(out) if is_tty() else PlainReporter(out)
+        trainer = Trainer(setup, rd, [reporter])
         try:
-            Trainer(setup, rd, [reporter]).fit()
-        except BaseException:
+            if init_from is not None:
+                from trainctl.train.init_from import init_from as load_initial
+
+                resuming.report_init(load_initial(setup.model, init_from, init_filter))
+            with handle_signals(trainer, s.checkpoint.signals):
+                trainer.fit()
+        except BaseException as exc:
             if created and not any(rd.checkpoints.glob("*")):
                 shutil.rmtree(path, ignore_errors=True)
                 err.print(f"removed the unfinished run directory {path}", markup=False)
+            if isinstance(exc, SignalExit):
+                raise typer.Exit(resuming.aborted(exc, trainer, spec, path)) from None
             raise
-        if setup.splits.sizes.get("test", 0):
-            result = evaluate(setup, setup.splits.test)
-            out.print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()), markup=False)
-        out.print(f"run written to {path}", markup=False)
+        _finish(trainer, spec, path)
+
+
+def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool) -> None:
+    """``--resume``: continue the run at ``path`` (see trainctl.train.resume)."""
+    from trainctl.cli import resuming
+    from trainctl.cli.progress import PlainReporter, RichReporter
+    from trainctl.io import RunDir
+    from trainctl.train import Trainer
+    from trainctl.train.resume import apply_resume, plan_resume
+    from trainctl.train.signals import SignalExit, handle_signals
+
+    plan = plan_resume(path, setup, apply_optimizer_changes=apply_optimizer_changes)
+    resuming.describe_plan(plan)
+    rd = RunDir.open(path)
+    trainer = Trainer(setup, rd, [RichReporter(out) if is_tty() else PlainReporter(out)])
+    for warning in apply_resume(trainer, plan):
+        err.print(f"warning: {warning}", markup=False)
+    rd.write_spec(setup.resolved_yaml())
+    if plan.complete:
+        out.print(f"the run is already complete ({trainer.epoch} epochs): nothing to train",
+                  markup=False)
+    else:
+        try:
+            with handle_signals(trainer, s.checkpoint.signals):
+                trainer.fit()
+        except SignalExit as exc:
+            raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path)) from None
+    _finish(trainer, spec_file, path)
+
+
+def _finish(trainer, spec_file: Path, path: Path) -> None:
+    """After fit: report a stop by signal (exit 128+N), else the test split and the run."""
+    from trainctl.cli import resuming
+    from trainctl.train import evaluate
+
+    setup = trainer.setup
+    if trainer.stop_signal is not None and trainer.epoch < setup.spec.train.epochs:
+        raise typer.Exit(resuming.stopped(trainer, spec_file, path))
+    if setup.splits.sizes.get("test", 0):
+        result = evaluate(setup, setup.splits.test)
+        out.print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()), markup=False)
+    out.print(f"run written to {path}", markup=False)

@@ -31,6 +31,45 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.metrics_lines = 0  # complete lines in metrics.jsonl (what a checkpoint records)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunDir":
+        """An existing run directory (to resume). Raises TrainctlError if it holds no run."""
+        from trainctl.errors import TrainctlError
+
+        run = cls(path)
+        if not (run.path / SPEC_FILE).is_file():
+            raise TrainctlError(f"{str(run.path)!r} is not a run directory (no {SPEC_FILE})")
+        try:
+            with open(run.path / METRICS_FILE, "rb") as fh:
+                run.metrics_lines = fh.read().count(b"\n")
+        except FileNotFoundError:
+            run.metrics_lines = 0
+        return run
+
+    def write_spec(self, spec_yaml: str) -> None:
+        """Atomically replace spec.yaml (a resumed run records the spec it continues under)."""
+        tmp = self.path / f".{SPEC_FILE}.tmp"
+        tmp.write_text(spec_yaml, encoding="utf-8")
+        os.replace(tmp, self.path / SPEC_FILE)
+
+    def truncate_metrics(self, lines: int) -> None:
+        """Keep the first ``lines`` complete lines of metrics.jsonl (drop what a resumed run
+        will write again, and a line cut short by a crash). Atomic: written aside, renamed."""
+        file = self.path / METRICS_FILE
+        data = file.read_bytes() if file.exists() else b""
+        kept = b"".join(data.splitlines(keepends=True)[:lines])
+        if not kept.endswith(b"\n"):
+            kept = kept[:kept.rfind(b"\n") + 1]
+        if kept != data:
+            tmp = self.path / f".{METRICS_FILE}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(kept)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, file)
+        self.metrics_lines = kept.count(b"\n")
 
     def create(self, spec_yaml: str) -> "RunDir":
         """Make the directory (it must not hold a previous run) and write the resolved spec."""
@@ -57,6 +96,8 @@ class RunDir:
         with open(self.path / METRICS_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(clean, sort_keys=False) + "\n")
             fh.flush()
+            os.fsync(fh.fileno())  # on disk before any checkpoint that counts this line
+        self.metrics_lines += 1
 
     @property
     def checkpoints(self) -> Path:

@@ -13,10 +13,11 @@ from typing import Annotated, Any, Optional
 
 from annotated_types import Gt
 from pydantic import BeforeValidator, Field, PrivateAttr, Strict, ValidationError
-from pydantic import field_validator, model_validator
+from pydantic import field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from trainctl.errors import SpecError, SpecErrors
+from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
 from trainctl.spec.doc import SpecDoc, load_doc
 from trainctl.spec.messages import describe_errors, show
@@ -60,13 +61,50 @@ class SplitConfig(Config):
         return self
 
 
+class SectionConfig(Config):
+    """One split's pipeline: its own source (unless ``data.source`` is split) and steps."""
+
+    source: Optional[TypedSection] = None
+    steps: list[NamedSection] = Field(default_factory=list)
+
+
+SECTIONS = ("train", "validation", "test")
+V0_PIPELINE = ("batch_size", "shuffle", "drop_remainder", "standardize")
+
+
 class DataConfig(Config):
-    source: TypedSection
+    """Either one ``source`` with a ``split`` (and the v0 pipeline keys), or
+    ``train``/``validation``/``test`` sections; trainctl.data checks the rest."""
+
+    source: Optional[TypedSection] = None
     split: SplitConfig = Field(default_factory=SplitConfig)
     batch_size: int = Field(32, gt=0)
     shuffle: bool = True
     drop_remainder: bool = False
     standardize: bool = False
+    train: Optional[SectionConfig] = None
+    validation: Optional[SectionConfig] = None
+    test: Optional[SectionConfig] = None
+
+    @model_validator(mode="after")
+    def source_or_sections(self) -> "DataConfig":
+        if self.source is None and all(getattr(self, k) is None for k in SECTIONS):
+            raise PydanticCustomError("spec_data", "missing required field", {"key": "source"})
+        return self
+
+    @model_serializer(mode="wrap")
+    def _used_keys(self, handler) -> dict[str, Any]:
+        """Leave out absent sections and, in the sections form, the keys it does not use."""
+        out = handler(self)
+        for key in SECTIONS:
+            if out.get(key, 0) is None:
+                del out[key]
+            elif isinstance(out.get(key), dict) and out[key].get("source", 0) is None:
+                del out[key]["source"]
+        if any(getattr(self, k) is not None for k in SECTIONS):
+            for key in V0_PIPELINE + (() if self.source is not None else ("source", "split")):
+                out.pop(key, None)
+        return out
 
 
 class ModelConfig(Config):
@@ -94,6 +132,7 @@ class Spec(Config):
     metrics: list[str] = Field(default_factory=list)
     optimizer: NamedSection
     train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     _doc: Optional[SpecDoc] = PrivateAttr(None)
 

@@ -8,9 +8,9 @@ host-device synchronisation unless a progress reporter asks for the live loss.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,7 +20,9 @@ from trainctl.autodiff.tensor import Tensor
 from trainctl.backend import manual_seed
 from trainctl.data import Dataset
 from trainctl.io import RunDir, save_checkpoint
+from trainctl.train import state as train_state
 from trainctl.train.callbacks import Callback, CallbackList
+from trainctl.train.checkpointer import Checkpointer
 from trainctl.train.setup import Setup
 
 
@@ -35,8 +37,14 @@ def to_tensors(batch, device: torch.device) -> tuple[Tensor, Tensor]:
 class Trainer:
     """Runs ``setup`` for ``spec.train.epochs`` epochs.
 
-    ``run_dir`` (optional) receives one JSON line per epoch in metrics.jsonl and the final
-    checkpoint in ``checkpoints/final``.
+    ``run_dir`` (optional) receives one JSON line per epoch in metrics.jsonl, checkpoints as
+    the spec's ``checkpoint:`` section says, and the final one in ``checkpoints/final``.
+
+    Between steps the trainer is in a resumable state: ``step`` (optimizer steps done),
+    ``epoch`` (epochs completed) and ``batch`` (batches of the next epoch done) say where;
+    :func:`trainctl.train.state.restore` puts a checkpoint back (see trainctl.train.resume).
+    :meth:`request_stop` / :meth:`request_snapshot` (signal handlers call them) act after
+    the current step; ``stop_signal`` then tells which signal stopped the run.
     """
 
     def __init__(self, setup: Setup, run_dir: RunDir | None = None,
@@ -47,6 +55,15 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self._epoch_sums: tuple[torch.Tensor | None, int] = (None, 0)
+        self.epoch, self.batch = 0, 0
+        self.schedule = None  # a learning-rate schedule with state_dict/load_state_dict
+        self.resumed = False
+        self.requests: set[str] = set()
+        self.stop_signal: int | None = None
+        self._progress: dict[str, Any] | None = None
+        self._epoch_start = time.perf_counter()
+        self._epoch_elapsed = 0.0
+        self.checkpointer = Checkpointer(self, run_dir) if run_dir is not None else None
 
     # ---- one step ---------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -68,32 +85,82 @@ class Trainer:
         epochs = s.spec.train.epochs
         # The training stream (dropout masks) starts from the seed here, not from wherever
         # model building left the generators, so a run does not depend on what ran before.
-        manual_seed(training_seed(s.spec.seed))
+        # A resumed run has its generators restored from the checkpoint instead.
+        if not self.resumed:
+            manual_seed(training_seed(s.spec.seed))
         self.callbacks.on_train_begin({"epochs": epochs, "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
-                                       "running": self.running_logs})
-        for epoch in range(1, epochs + 1):
-            record = self._train_epoch(epoch)
+                                       "running": self.running_logs,
+                                       "initial_epoch": self.epoch, "initial_step": self.step})
+        while self.epoch < epochs and "stop" not in self.requests:
+            record = self._train_epoch(self.epoch + 1)
+            if record is None:
+                break  # stopped between two steps of the epoch
+            self.epoch, self.batch = self.epoch + 1, 0
             self.history.append(record)
             if self.run_dir is not None:
                 self.run_dir.append_metrics(record)
-            self.callbacks.on_epoch_end(epoch, record)
-        if self.run_dir is not None:
-            self.save(self.run_dir.checkpoints / "final", epoch=epochs)
+            self.callbacks.on_epoch_end(self.epoch, record)
+            if self.checkpointer is not None:
+                self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
+            self.requests.discard("snapshot")
+        if self.checkpointer is not None and self.epoch >= epochs:
+            self.checkpointer.save_final()
         self.callbacks.on_train_end(self.history)
         return self.history
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+    def request_stop(self, snapshot: bool = True, signum: int | None = None) -> None:
+        """Stop after the current step, writing a checkpoint first if ``snapshot`` (and the
+        trainer has a run directory). Safe to call from a signal handler."""
+        self.requests.add("stop")
+        if snapshot:
+            self.requests.add("snapshot")
+        if signum is not None:
+            self.stop_signal = signum
+
+    def request_snapshot(self) -> None:
+        """Write a checkpoint after the current step and keep training."""
+        self.requests.add("snapshot")
+
+    def _after_step(self) -> bool:
+        """Periodic or requested checkpoint between two steps of an epoch; True to stop."""
+        ck = self.checkpointer
+        if ck is not None and (ck.step_due(self.step) or "snapshot" in self.requests):
+            ck.save("signal" if "snapshot" in self.requests else "step")
+        self.requests.discard("snapshot")
+        return "stop" in self.requests
+
+    def stateful_callbacks(self) -> dict[str, Any]:
+        """Objects whose state a checkpoint keeps, by key: the checkpointer's best value
+        and every callback with ``state_dict``/``load_state_dict`` (key: its ``state_key``
+        or class name)."""
+        found = {getattr(c, "state_key", type(c).__name__): c for c in self.callbacks.callbacks
+                 if hasattr(c, "state_dict") and hasattr(c, "load_state_dict")}
+        if self.checkpointer is not None:
+            found[self.checkpointer.state_key] = self.checkpointer
+        return found
+
+    def epoch_seconds(self) -> float:
+        """Seconds spent in the epoch in progress (over all the runs of a resumed one)."""
+        return self._epoch_elapsed + time.perf_counter() - self._epoch_start
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any] | None:
+        """Train epoch ``epoch`` (1-based) from batch ``self.batch`` on; its record, or None
+        when a stop was requested before its end."""
         s = self.setup
-        start = time.perf_counter()
+        self._epoch_start, self._epoch_elapsed = time.perf_counter(), 0.0
         ds: Dataset = s.splits.train
         steps = ds.cardinality()
-        self.callbacks.on_epoch_begin(epoch, steps)
+        self.callbacks.on_epoch_begin(epoch, steps - self.batch if steps >= 0 else steps)
         total, count = None, 0
-        self._epoch_sums = (None, 0)
         for m in s.metrics:
             m.reset()
-        for batch in ds.iterate(epoch=epoch - 1):
+        if self._progress is not None:  # resumed between two steps of this epoch
+            total, count, self._epoch_elapsed = train_state.restore_progress(self, self._progress)
+            self._progress = None
+        self._epoch_sums = (total, count)
+        batches = itertools.islice(ds.iterate(epoch=epoch - 1), self.batch, None)
+        for batch, last in _with_last(batches):
             x, y = to_tensors(batch, s.device)
             per_sample, pred = self.train_step(x, y)
             self.step += 1
@@ -104,6 +171,9 @@ class Trainer:
             for m in s.metrics:
                 m.update(y, pred)
             self.callbacks.on_batch_end(self.step, x.shape[0], Tensor(batch_sum / x.shape[0]))
+            self.batch += 1
+            if not last and self._after_step():
+                return None
         record: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                   "loss": float(total.item()) / count if count else float("nan")}
         for m in s.metrics:
@@ -112,7 +182,7 @@ class Trainer:
             for key, value in evaluate(s, s.splits.validation).items():
                 record[f"val_{key}"] = value
         record["learning_rate"] = float(s.optimizer.learning_rate)
-        record["seconds"] = round(time.perf_counter() - start, 4)
+        record["seconds"] = round(self.epoch_seconds(), 4)
         return record
 
     def running_logs(self) -> dict[str, float]:
@@ -124,13 +194,22 @@ class Trainer:
                 logs[m.name] = m.result()
         return logs
 
-    def save(self, path, epoch: int):
-        """Write a checkpoint of weights, optimizer state and run state at ``path``."""
-        s = self.setup
-        return save_checkpoint(path, s.model.state_dict(), s.optimizer.state_dict(), {
-            "step": self.step, "epoch": epoch, "seed": s.spec.seed, "spec_name": s.spec.name,
-            "spec_sha256": hashlib.sha256(s.spec.to_yaml().encode()).hexdigest(),
-        })
+    def save(self, path, kind: str = "manual"):
+        """Write a complete checkpoint of the trainer's current state at ``path``."""
+        return save_checkpoint(path, *train_state.capture(self, kind))
+
+
+def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """(item, is it the last one) pairs, reading one item ahead."""
+    it = iter(items)
+    try:
+        current = next(it)
+    except StopIteration:
+        return
+    for following in it:
+        yield current, False
+        current = following
+    yield current, True
 
 
 def training_seed(seed: int) -> int:

@@ -1,0 +1,110 @@
+"""When a run writes checkpoints, which it keeps, and which is the best (the spec's
+``checkpoint:`` section; trainctl.spec.checkpointing)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainctl.errors import CheckpointError
+from trainctl.io import CheckpointStore, RunDir, save_checkpoint, step_name
+from trainctl.io.checkpoint import write_pointer
+from trainctl.train import state as train_state
+
+if TYPE_CHECKING:
+    from trainctl.train.loop import Trainer
+
+_MAXIMISED = re.compile(r"(^|_)(acc|accuracy|auc|precision|recall|f1|r2|top_k\w*)$")
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """``min`` or ``max`` for ``monitor``; ``auto`` is ``max`` for accuracy-like keys
+    (accuracy, auc, precision, recall, f1, r2, with or without ``val_``) and ``min``
+    otherwise, as Keras' ModelCheckpoint decides."""
+    if mode != "auto":
+        return mode
+    return "max" if _MAXIMISED.search(monitor) else "min"
+
+
+class Checkpointer:
+    """Saves ``trainer`` into ``run_dir/checkpoints`` as its spec's ``checkpoint:`` says.
+
+    Periodic checkpoints are named by step (``step-000000120``); at the end of training a
+    ``final`` one is written. Keeps the best value of ``monitor`` (its state is saved in
+    every checkpoint under ``callbacks.checkpoint_best`` so a resumed run compares alike).
+    """
+
+    state_key = "checkpoint_best"
+
+    def __init__(self, trainer: "Trainer", run_dir: RunDir):
+        self.config = trainer.setup.spec.checkpoint
+        self.store = CheckpointStore(run_dir.checkpoints)
+        self.monitor = self.config.monitor
+        self.mode = monitor_mode(self.monitor, self.config.mode) if self.monitor else None
+        self.best: float | None = None
+        self.best_name: str | None = None
+        self.last_saved: Path | None = None
+        self.trainer = trainer
+
+    # ---- policy ----------------------------------------------------------------------
+    def step_due(self, step: int) -> bool:
+        n = self.config.every_n_steps
+        return n is not None and step % n == 0
+
+    def _improved(self, record: dict[str, Any]) -> bool:
+        if not self.monitor:
+            return False
+        value = record.get(self.monitor)
+        if value is None:
+            raise CheckpointError(f"checkpoint.monitor {self.monitor!r} is not in the epoch "
+                                  f"records; known: {', '.join(k for k in record if k != 'epoch')}")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    # ---- writing ---------------------------------------------------------------------
+    def save(self, kind: str, best: bool = False) -> Path:
+        """Write a checkpoint of the trainer now (between steps). Raises CheckpointError."""
+        weights, optimizer, state = train_state.capture(self.trainer, kind)
+        name = step_name(self.trainer.step)
+        path = self.store.save(name, weights, optimizer, state, best=best,
+                               keep_last=self.config.keep_last)
+        self.last_saved = path
+        return path
+
+    def at_epoch_end(self, record: dict[str, Any], requested: bool) -> Path | None:
+        """Save if the spec asks for it at this point, if a snapshot was ``requested``, or if
+        the monitored value improved (then ``best`` points at it)."""
+        improved = self._improved(record)
+        due = self.config.every_epoch or self.step_due(self.trainer.step)
+        if not (improved or due or requested):
+            return None
+        previous = (self.best, self.best_name)
+        if improved:
+            self.best, self.best_name = float(record[self.monitor]), step_name(self.trainer.step)
+        try:
+            return self.save("epoch", best=improved)
+        except BaseException:
+            self.best, self.best_name = previous
+            raise
+
+    def save_final(self) -> Path:
+        """``checkpoints/final`` (complete training) and ``latest`` pointing at it."""
+        weights, optimizer, state = train_state.capture(self.trainer, "final")
+        path = save_checkpoint(self.store.root / "final", weights, optimizer, state)
+        write_pointer(self.store.root / "latest", "final")
+        self.last_saved = path
+        return path
+
+    # ---- resumable state ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "value": self.best,
+                "checkpoint": self.best_name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("monitor") == self.monitor:
+            self.best, self.best_name = state.get("value"), state.get("checkpoint")
