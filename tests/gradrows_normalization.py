@@ -20,7 +20,8 @@ for _name, _op, _ref in [("variance", tc.ops.variance, torch.var), ("std", tc.op
         _dims = tuple(range(len(_shape))) if _axis is None else _axis
         row(f"{_name}-{shp(_shape)}-axis{_axis}-keep{int(_keep)}-ddof{_ddof}",
             lambda x, _op=_op, _a=_axis, _k=_keep, _d=_ddof: _op(x, axis=_a, keepdims=_k, ddof=_d),
-            lambda x, _r=_ref, _a=_dims, _k=_keep, _d=_ddof: _r(x, dim=_a, keepdim=_k, correction=_d),
+            lambda x, _r=_ref, _a=_dims, _k=_keep, _d=_ddof:
+            _r(x, dim=_a, keepdim=_k, correction=_d),
             (_shape, STD))
 row("std-positional-axis", lambda x: tc.ops.std(x, 0), lambda x: x.std(0, correction=0),
     ((3, 2), STD))

@@ -38,7 +38,8 @@ def test_elu_gelu_silu_stay_finite_at_plus_minus_1000(dtype):
     x = f64([-1000.0, 1000.0], dtype)
     for fn, value, slope in [(tc.ops.elu, [-1.0, 1000.0], [0.0, 1.0]),
                              (tc.ops.gelu, [0.0, 1000.0], [0.0, 1.0]),
-                             (lambda t: tc.ops.gelu(t, approximate=True), [0.0, 1000.0], [0.0, 1.0]),
+                             (lambda t: tc.ops.gelu(t, approximate=True),
+                              [0.0, 1000.0], [0.0, 1.0]),
                              (tc.ops.silu, [0.0, 1000.0], [0.0, 1.0])]:
         y, dx = grad(fn, x)
         np.testing.assert_array_equal(np.abs(y.numpy()), np.abs(value))
@@ -94,7 +95,8 @@ SECOND = {
     "softplus": (tc.ops.softplus, lambda x: torch.logaddexp(x, torch.zeros_like(x))),
     "erf": (tc.ops.erf, torch.erf),
     "gelu": (tc.ops.gelu, TF.gelu),
-    "gelu-tanh": (lambda x: tc.ops.gelu(x, approximate=True), lambda x: TF.gelu(x, approximate="tanh")),
+    "gelu-tanh": (lambda x: tc.ops.gelu(x, approximate=True),
+                  lambda x: TF.gelu(x, approximate="tanh")),
     "silu": (tc.ops.silu, TF.silu),
     "elu": (lambda x: tc.ops.elu(x, alpha=0.7), lambda x: TF.elu(x, alpha=0.7)),
     "leaky_relu": (tc.ops.leaky_relu, lambda x: TF.leaky_relu(x, 0.2)),

@@ -175,7 +175,8 @@ def f64(shape):
      "std: ddof=1 needs more than 1 element(s) per group; reducing axes [1] of [3,1] leaves 1"),
     (lambda: tc.ops.std(tc.tensor([1, 2, 3])), DTypeError,
      "std: needs a floating tensor, got int64 [3]"),
-    (lambda: tc.ops.variance(f64(3), ddof=-1), TypeError, "variance: ddof must be a non-negative int"),
+    (lambda: tc.ops.variance(f64(3), ddof=-1), TypeError,
+     "variance: ddof must be a non-negative int"),
 ])
 def test_errors_name_the_op_and_shapes(call, kind, message):
     with pytest.raises(kind) as info:
