@@ -22,7 +22,9 @@ _LAZY = {
     "GradientTape": "trainctl.autodiff", "Tensor": "trainctl.autodiff",
     "Variable": "trainctl.autodiff", "tensor": "trainctl.autodiff", "ops": "trainctl.autodiff",
     "no_grad": "trainctl.autodiff", "enable_grad": "trainctl.autodiff",
-    "gradients": "trainctl.autodiff", "manual_seed": "trainctl.backend",
+    "gradients": "trainctl.autodiff", "stop_gradient": "trainctl.autodiff",
+    "custom_gradient": "trainctl.autodiff", "gradcheck": "trainctl.autodiff",
+    "GradcheckError": "trainctl.autodiff", "manual_seed": "trainctl.backend",
     "TrainctlError": "trainctl.errors",
 }
 
