@@ -2,12 +2,15 @@
 
 Each source is a class registered in :data:`sources` under its spec ``type:``. It has a
 nested ``Config`` (a :class:`trainctl.spec.Config`: extra keys are errors; the spec's
-``type`` key is not part of it) and a classmethod ``load(config, seed) -> SourceData``.
-Bundled sets come with scikit-learn; nothing is downloaded.
+``type`` key is not part of it) and a classmethod ``load(config, seed, base_dir=None)
+-> SourceData``. Bundled sets come with scikit-learn; nothing is downloaded. The
+synthetic sets (blobs, moons, circles, spirals) are here; file formats are in
+:mod:`trainctl.data.file_sources`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -26,7 +29,7 @@ sources: Registry[type] = Registry("data source")
 class SourceData:
     """A whole data set in memory.
 
-    - ``x``: float32 [N, ...] features.
+    - ``x``: float32 [N, ...] features, or str [N] texts (for a tokenize step).
     - ``y``: [N] int64 class indices in [0, num_classes) for classification, or float32
       targets for regression (``num_classes`` None).
     - ``feature_names``, ``class_names``: optional tuples of str.
@@ -48,9 +51,12 @@ class SourceData:
         if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise DataError(f"source data: x of shape {list(x.shape)} and y of shape "
                             f"{list(y.shape)} do not hold the same number N of samples, y being [N]")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise DataError(f"source data: features must be numeric, got dtype {x.dtype}")
-        object.__setattr__(self, "x", x.astype(np.float32, copy=False))
+        if x.dtype.kind == "U":      # text, to be tokenized by a pipeline step
+            object.__setattr__(self, "x", x)
+        elif not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(f"source data: features must be numeric or text, got dtype {x.dtype}")
+        else:
+            object.__setattr__(self, "x", x.astype(np.float32, copy=False))
         object.__setattr__(self, "y", self._labels(y))
         for name in ("feature_names", "class_names"):
             value = getattr(self, name)
@@ -74,17 +80,20 @@ class SourceData:
         return int(self.x.shape[0])
 
 
-def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0) -> SourceData:
+def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0,
+                base_dir: str | os.PathLike | None = None) -> SourceData:
     """Load the source ``config`` describes.
 
     ``config`` is a spec mapping such as ``{"type": "blobs", "n_samples": 200}`` or an
-    instance of a registered source's ``Config``. Raises UnknownNameError for an unknown
-    type and DataError for a mapping its source's Config rejects (naming each bad key).
+    instance of a registered source's ``Config``; file paths are relative to
+    ``base_dir`` (default: the working directory). Raises UnknownNameError for an
+    unknown type and DataError for a mapping its source's Config rejects (naming each
+    bad key) or for data that cannot be read.
     """
     if isinstance(config, BaseModel):
         for _, source in sources.items():
             if type(config) is source.Config:
-                return source.load(config, seed)
+                return source.load(config, seed, base_dir)
         raise DataError(f"data source: {type(config).__qualname__} is no source's Config")
     if not isinstance(config, Mapping) or "type" not in config:
         raise DataError(f"data source: expected a mapping with a 'type' key, got {config!r}")
@@ -96,7 +105,7 @@ def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0) -> Sourc
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
         raise DataError(f"data source {config['type']!r}: {problems}") from None
-    return source.load(parsed, seed)
+    return source.load(parsed, seed, base_dir)
 
 
 @sources.register("blobs")
@@ -116,7 +125,7 @@ class Blobs:
     STREAM = 0x626C6F62  # 'blob': keeps this generator apart from shuffle's [seed, epoch]
 
     @classmethod
-    def load(cls, config: "Blobs.Config", seed: int) -> SourceData:
+    def load(cls, config: "Blobs.Config", seed: int, base_dir: Any = None) -> SourceData:
         rng = np.random.default_rng([seed, cls.STREAM])
         n0 = config.n_samples // 2
         y = np.concatenate([np.zeros(n0, np.int64), np.ones(config.n_samples - n0, np.int64)])
@@ -128,6 +137,88 @@ class Blobs:
                                       f"sigma {config.sigma}, {config.n_samples} samples, seed {seed}")
 
 
+def _stream_state(seed: int, stream: int) -> int:
+    """A 32-bit seed for scikit-learn's ``random_state``, from ``[seed, stream]``."""
+    return int(np.random.default_rng([seed, stream]).integers(2**32 - 1))
+
+
+@sources.register("moons")
+class Moons:
+    """Two interleaving half circles (scikit-learn's ``make_moons``): x float32
+    [n_samples, 2], y int64 in {0, 1}; Gaussian ``noise`` (standard deviation) added to
+    each coordinate. Deterministic in ``seed``."""
+
+    class Config(spec.Config):
+        n_samples: int = Field(400, ge=2)
+        noise: float = Field(0.1, ge=0)
+
+    STREAM = 0x6D6F6F6E  # 'moon'
+
+    @classmethod
+    def load(cls, config: "Moons.Config", seed: int, base_dir: Any = None) -> SourceData:
+        x, y = skdatasets.make_moons(config.n_samples, noise=config.noise,
+                                     random_state=_stream_state(seed, cls.STREAM))
+        return SourceData(x, y, num_classes=2, feature_names=("x0", "x1"), class_names=("0", "1"),
+                          description=f"moons: scikit-learn make_moons, noise {config.noise}, "
+                                      f"{config.n_samples} samples, seed {seed}")
+
+
+@sources.register("circles")
+class Circles:
+    """A small circle (class 1) inside a large one (class 0), scikit-learn's
+    ``make_circles``: x float32 [n_samples, 2]; ``factor`` is the ratio of the radii,
+    ``noise`` the standard deviation added to each coordinate. Deterministic in ``seed``."""
+
+    class Config(spec.Config):
+        n_samples: int = Field(400, ge=2)
+        noise: float = Field(0.05, ge=0)
+        factor: float = Field(0.5, gt=0, lt=1)
+
+    STREAM = 0x63697263  # 'circ'
+
+    @classmethod
+    def load(cls, config: "Circles.Config", seed: int, base_dir: Any = None) -> SourceData:
+        x, y = skdatasets.make_circles(config.n_samples, noise=config.noise, factor=config.factor,
+                                       random_state=_stream_state(seed, cls.STREAM))
+        return SourceData(x, y, num_classes=2, feature_names=("x0", "x1"), class_names=("0", "1"),
+                          description=f"circles: scikit-learn make_circles, factor {config.factor}, "
+                                      f"noise {config.noise}, {config.n_samples} samples, seed {seed}")
+
+
+@sources.register("spirals")
+class Spirals:
+    """``classes`` interleaved spiral arms in 2-D: x float32 [n_samples, 2], y int64.
+
+    A point of class k at t ~ U(0, 1) lies at radius t and angle
+    ``2*pi*(turns*t + k/classes)``, plus Gaussian ``noise`` on each coordinate; classes
+    get ``n_samples // classes`` points each (the first ones one more for a remainder),
+    in random order. Deterministic in ``seed``.
+    """
+
+    class Config(spec.Config):
+        n_samples: int = Field(600, ge=2)
+        classes: int = Field(2, ge=2)
+        turns: float = Field(1.0, gt=0)
+        noise: float = Field(0.02, ge=0)
+
+    STREAM = 0x73706972  # 'spir'
+
+    @classmethod
+    def load(cls, config: "Spirals.Config", seed: int, base_dir: Any = None) -> SourceData:
+        rng = np.random.default_rng([seed, cls.STREAM])
+        n, k = config.n_samples, config.classes
+        y = np.sort(np.arange(n) % k)
+        t = rng.random(n)
+        angle = 2 * np.pi * (config.turns * t + y / k)
+        x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+        x += config.noise * rng.standard_normal((n, 2))
+        order = rng.permutation(n)
+        return SourceData(x[order], y[order], num_classes=k, feature_names=("x0", "x1"),
+                          class_names=tuple(str(c) for c in range(k)),
+                          description=f"spirals: {k} arms, {config.turns} turns, noise "
+                                      f"{config.noise}, {n} samples, seed {seed}")
+
+
 class Bundled:
     """A data set bundled with scikit-learn (``loader`` is a ``sklearn.datasets.load_*``)."""
 
@@ -136,8 +227,8 @@ class Bundled:
     classification = True
 
     @classmethod
-    def load(cls, config: spec.Config, seed: int) -> SourceData:
-        """Load the whole set; ``seed`` is unused (the data are fixed)."""
+    def load(cls, config: spec.Config, seed: int, base_dir: Any = None) -> SourceData:
+        """Load the whole set; ``seed`` and ``base_dir`` are unused (the data are fixed)."""
         bunch = cls.loader()
         names = getattr(bunch, "feature_names", None)
         if cls.classification:

@@ -44,7 +44,8 @@ class Splits:
     """The three splits of a source, each yielding ``(x float32 [B, ...], y [B])`` batches.
 
     ``input_shape`` is one element's feature shape, ``sizes`` the number of samples per
-    split (keys train, validation, test), ``stats`` the standardisation applied (or None).
+    split (keys train, validation, test), ``stats`` the standardisation applied (or None),
+    ``source_name`` the spec type of the source (for messages).
     """
 
     train: Dataset
@@ -54,12 +55,14 @@ class Splits:
     num_classes: int | None
     sizes: dict[str, int]
     stats: Stats | None
+    source_name: str = ""
 
 
 def build_splits(source_data: SourceData, validation: float = 0.1, test: float = 0.2,
                  seed: int = 0, batch_size: int = 32, shuffle: bool = True,
                  drop_remainder: bool = False, standardize: bool = False,
-                 eval_batch_size: int = 256, stratify: bool = True) -> Splits:
+                 eval_batch_size: int = 256, stratify: bool = True,
+                 source_name: str = "") -> Splits:
     """Split ``source_data`` into seeded train/validation/test Datasets.
 
     A split with fraction f > 0 gets ``max(1, round(f * N))`` samples, f = 0 an empty
@@ -99,6 +102,7 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
         num_classes=source_data.num_classes,
         sizes=sizes,
         stats=stats,
+        source_name=source_name,
     )
 
 

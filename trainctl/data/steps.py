@@ -1,23 +1,24 @@
-"""The transformation steps of a :class:`~trainctl.data.dataset.Dataset`, one class each.
+"""Element-selecting transformation steps: filter, take, skip, repeat, shard, unbatch.
 
 Each class is registered in :data:`~trainctl.data.dataset.transformations` under its
 tf.data name, takes its input dataset first, validates its arguments in ``__init__``
-(DataError on a bad value) and implements ``_iterate(key)``, ``_cardinality()`` and,
-when it changes elements, ``_element_spec()``.
+(DataError on a bad value) and implements ``_iterate(key, start)``, ``_cardinality()``
+and, when it changes elements, ``_element_spec()``. Steps that only select or reorder
+elements of an indexable input are indexable too (``_index_order``), which lets
+``batch`` gather by index. Ordering steps live in :mod:`~trainctl.data.ordering`, the
+threaded ones in :mod:`~trainctl.data.parallel`.
 """
 
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trainctl.data.dataset import (AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY,
-                                   Dataset, Key, check_int, transformations)
-from trainctl.data.structure import TensorSpec, map_structure, spec_of, stack, to_arrays
+from trainctl.data.dataset import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset, Key,
+                                   check_int, drop_indices, iterate_indexed, transformations)
+from trainctl.data.structure import TensorSpec, map_structure, unstack
 from trainctl.errors import DataError
 
 
@@ -30,6 +31,9 @@ class Step(Dataset):
             raise TypeError(f"{type(self).__name__} needs a Dataset input, got {type(input).__name__}")
         self.input = input
 
+    def _inputs(self) -> tuple[Dataset, ...]:
+        return (self.input,)
+
     def _cardinality(self) -> int:
         return self.input.cardinality()
 
@@ -37,38 +41,24 @@ class Step(Dataset):
         return self.input.element_spec
 
 
-def _call(fn: Callable[..., Any], element: Any) -> Any:
+class IndexStep(Step):
+    """A step that selects or reorders elements and is indexable when its input is."""
+
+    def _index_root(self) -> Dataset | None:
+        return self.input._index_root()
+
+    def _iterate(self, key: Key, start: int = 0) -> Iterator[Any]:
+        if self._index_root() is not None:
+            return iterate_indexed(self, key, start)
+        return self._iterate_elements(key, start)
+
+    def _iterate_elements(self, key: Key, start: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+def call_unpacked(fn: Callable[..., Any], element: Any) -> Any:
     """Call ``fn`` tf.data-style: a tuple element is unpacked into positional arguments."""
     return fn(*element) if isinstance(element, tuple) else fn(element)
-
-
-@transformations.register("map")
-class Map(Step):
-    """Element-wise ``fn``; its results' leaves become numpy arrays (scalars → 0-d).
-
-    ``element_spec`` is that of ``fn`` applied to the first input element of epoch 0;
-    it raises DataError when the input is empty.
-    """
-
-    def __init__(self, input: Dataset, fn: Callable[..., Any]):
-        super().__init__(input)
-        if not callable(fn):
-            raise DataError(f"map: fn must be callable, got {fn!r}")
-        self.fn = fn
-
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        for element in self.input._iterate(key):
-            yield to_arrays(_call(self.fn, element))
-
-    def _element_spec(self) -> Any:
-        elements = self.input.iterate(0)
-        try:
-            first = next(elements, None)
-        finally:
-            getattr(elements, "close", lambda: None)()
-        if first is None:
-            raise DataError("map: cannot infer the element spec of an empty dataset")
-        return spec_of(to_arrays(_call(self.fn, first)))
 
 
 @transformations.register("filter")
@@ -76,6 +66,7 @@ class Filter(Step):
     """Elements for which ``predicate`` (called like ``map``'s fn) returns a true scalar.
 
     Raises DataError during iteration when the predicate returns a non-scalar.
+    Resuming at a position re-evaluates the predicate on the elements before it.
     """
 
     def __init__(self, input: Dataset, predicate: Callable[..., Any]):
@@ -84,119 +75,27 @@ class Filter(Step):
             raise DataError(f"filter: predicate must be callable, got {predicate!r}")
         self.predicate = predicate
 
-    def _iterate(self, key: Key) -> Iterator[Any]:
+    def _kept(self, key: Key) -> Iterator[Any]:
         for element in self.input._iterate(key):
-            keep = np.asarray(_call(self.predicate, element))
+            keep = np.asarray(call_unpacked(self.predicate, element))
             if keep.size != 1:
                 raise DataError(f"filter: predicate must return one boolean, got shape {list(keep.shape)}")
             if bool(keep):
                 yield element
+
+    def _iterate(self, key: Key, start: int = 0) -> Iterator[Any]:
+        return itertools.islice(self._kept(key), start, None)
+
+    def _params(self) -> dict[str, Any]:
+        return {"predicate": getattr(self.predicate, "__qualname__", type(self.predicate).__name__)}
 
     def _cardinality(self) -> int:
         n = self.input.cardinality()
         return 0 if n == 0 else UNKNOWN_CARDINALITY
 
 
-class _Draws:
-    """Uniform indices in [0, n) from ``rng``, drawn in chunks (one draw per output)."""
-
-    def __init__(self, rng: np.random.Generator, chunk: int = 1024):
-        self._rng, self._chunk = rng, chunk
-        self._u: list[float] = []
-
-    def index(self, n: int) -> int:
-        if not self._u:
-            self._u = self._rng.random(self._chunk).tolist()[::-1]
-        return min(int(self._u.pop() * n), n - 1)
-
-
-@transformations.register("shuffle")
-class Shuffle(Step):
-    """Random order through a buffer, with tf.data's semantics.
-
-    The buffer is first filled with the first ``buffer_size`` input elements. Then each
-    output is a uniformly chosen buffer slot, which is refilled with the next input
-    element; once the input is exhausted the rest of the buffer is emitted in uniformly
-    random order. So with ``buffer_size`` >= the dataset size the result is a uniform
-    random permutation; with a smaller buffer an element can move back arbitrarily far
-    but forward at most ``buffer_size - 1`` places (``buffer_size=1`` keeps the order).
-
-    The generator is ``numpy.random.default_rng([seed, *key])`` (key ``(epoch,)`` at
-    top level), so each epoch has its own order and the same (seed, epoch) the same one;
-    with ``reshuffle_each_iteration=False`` it is ``default_rng([seed])`` for every
-    epoch. ``seed=None`` draws a seed from the OS once, when the step is made.
-    """
-
-    def __init__(self, input: Dataset, buffer_size: int, seed: int | None = None,
-                 reshuffle_each_iteration: bool = True):
-        super().__init__(input)
-        check_int("shuffle", "buffer_size", buffer_size, minimum=1)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-        check_int("shuffle", "seed", seed, minimum=0)
-        if not isinstance(reshuffle_each_iteration, (bool, np.bool_)):
-            raise DataError("shuffle: reshuffle_each_iteration must be true or false, "
-                            f"got {reshuffle_each_iteration!r}")
-        self.buffer_size, self.seed = int(buffer_size), int(seed)
-        self.reshuffle_each_iteration = bool(reshuffle_each_iteration)
-
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        entropy = [self.seed, *key] if self.reshuffle_each_iteration else [self.seed]
-        draws = _Draws(np.random.default_rng(entropy))
-        buffer: list[Any] = []
-        for element in self.input._iterate(key):
-            if len(buffer) < self.buffer_size:
-                buffer.append(element)
-                continue
-            i = draws.index(len(buffer))
-            yield buffer[i]
-            buffer[i] = element
-        while buffer:
-            i = draws.index(len(buffer))
-            buffer[i], buffer[-1] = buffer[-1], buffer[i]
-            yield buffer.pop()
-
-
-@transformations.register("batch")
-class Batch(Step):
-    """Stack ``batch_size`` consecutive elements leaf-wise: leaf [s...] → [batch_size, s...].
-
-    The last batch holds the remainder unless ``drop_remainder``. The element spec's
-    first dimension is ``batch_size`` when ``drop_remainder`` else None. Raises DataError
-    when elements of one batch differ in shape.
-    """
-
-    def __init__(self, input: Dataset, batch_size: int, drop_remainder: bool = False):
-        super().__init__(input)
-        check_int("batch", "batch_size", batch_size, minimum=1)
-        if not isinstance(drop_remainder, (bool, np.bool_)):
-            raise DataError(f"batch: drop_remainder must be true or false, got {drop_remainder!r}")
-        self.batch_size, self.drop_remainder = int(batch_size), bool(drop_remainder)
-
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        pending: list[Any] = []
-        for element in self.input._iterate(key):
-            pending.append(element)
-            if len(pending) == self.batch_size:
-                yield stack(pending)
-                pending = []
-        if pending and not self.drop_remainder:
-            yield stack(pending)
-
-    def _cardinality(self) -> int:
-        n = self.input.cardinality()
-        if n < 0:
-            return n
-        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
-
-    def _element_spec(self) -> Any:
-        first = self.batch_size if self.drop_remainder else None
-        return map_structure(lambda s: TensorSpec((first, *s.shape), s.dtype),
-                             self.input.element_spec)
-
-
 @transformations.register("take")
-class Take(Step):
+class Take(IndexStep):
     """The first ``count`` elements; ``count=-1`` takes all."""
 
     def __init__(self, input: Dataset, count: int):
@@ -204,9 +103,25 @@ class Take(Step):
         check_int("take", "count", count, minimum=-1)
         self.count = int(count)
 
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        stop = None if self.count < 0 else self.count
-        return itertools.islice(self.input._iterate(key), stop)
+    def _iterate_elements(self, key: Key, start: int) -> Iterator[Any]:
+        stop = None if self.count < 0 else max(0, self.count - start)
+        return itertools.islice(self.input._iterate(key, start), stop)
+
+    def _index_order(self, key: Key) -> Iterator[np.ndarray]:
+        if self.count < 0:
+            yield from self.input._index_order(key)
+            return
+        left = self.count
+        if left == 0:
+            return
+        for chunk in self.input._index_order(key):
+            yield chunk[:left]
+            left -= min(left, len(chunk))
+            if left == 0:
+                return
+
+    def _params(self) -> dict[str, Any]:
+        return {"count": self.count}
 
     def _cardinality(self) -> int:
         n = self.input.cardinality()
@@ -218,7 +133,7 @@ class Take(Step):
 
 
 @transformations.register("skip")
-class Skip(Step):
+class Skip(IndexStep):
     """All but the first ``count`` elements; ``count=-1`` skips all."""
 
     def __init__(self, input: Dataset, count: int):
@@ -226,12 +141,22 @@ class Skip(Step):
         check_int("skip", "count", count, minimum=-1)
         self.count = int(count)
 
-    def _iterate(self, key: Key) -> Iterator[Any]:
+    def _iterate_elements(self, key: Key, start: int) -> Iterator[Any]:
         if self.count < 0:
             for _ in self.input._iterate(key):
                 pass
             return iter(())
-        return itertools.islice(self.input._iterate(key), self.count, None)
+        return self.input._iterate(key, self.count + start)
+
+    def _index_order(self, key: Key) -> Iterator[np.ndarray]:
+        if self.count < 0:
+            for _ in self.input._index_order(key):
+                pass
+            return
+        yield from drop_indices(self.input._index_order(key), self.count)
+
+    def _params(self) -> dict[str, Any]:
+        return {"count": self.count}
 
     def _cardinality(self) -> int:
         n = self.input.cardinality()
@@ -241,7 +166,7 @@ class Skip(Step):
 
 
 @transformations.register("repeat")
-class Repeat(Step):
+class Repeat(IndexStep):
     """The input ``count`` times (forever when None or -1).
 
     Repetition r of epoch e iterates the input with key ``(e, r)``, so a shuffle before
@@ -255,14 +180,36 @@ class Repeat(Step):
             check_int("repeat", "count", count, minimum=-1)
         self.count = None if count is None or count < 0 else int(count)
 
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        for r in itertools.count() if self.count is None else range(self.count):
+    def _repetitions(self, first: int = 0):
+        return itertools.count(first) if self.count is None else range(first, self.count)
+
+    def _iterate_elements(self, key: Key, start: int) -> Iterator[Any]:
+        n = self.input.cardinality()
+        if start and n <= 0:       # unknown size: replay up to start
+            yield from itertools.islice(self._iterate_elements(key, 0), start, None)
+            return
+        first, offset = divmod(start, n) if start else (0, 0)
+        for r in self._repetitions(first):
             empty = True
-            for element in self.input._iterate((*key, r)):
+            for element in self.input._iterate((*key, r), offset):
                 empty = False
                 yield element
+            if empty and offset == 0:
+                return
+            offset = 0
+
+    def _index_order(self, key: Key) -> Iterator[np.ndarray]:
+        for r in self._repetitions():
+            empty = True
+            for chunk in self.input._index_order((*key, r)):
+                if len(chunk):
+                    empty = False
+                    yield chunk
             if empty:
                 return
+
+    def _params(self) -> dict[str, Any]:
+        return {"count": self.count}
 
     def _cardinality(self) -> int:
         n = self.input.cardinality()
@@ -273,63 +220,65 @@ class Repeat(Step):
         return n if n < 0 else n * self.count
 
 
-_END = object()
+@transformations.register("shard")
+class Shard(IndexStep):
+    """Elements ``index, index + num_shards, index + 2*num_shards, ...`` of the input.
 
-
-@transformations.register("prefetch")
-class Prefetch(Step):
-    """Elements produced ahead by a background thread into a queue of ``buffer_size``.
-
-    ``buffer_size=AUTOTUNE`` (-1) uses 2. The order is the input's. An exception raised
-    while producing is re-raised in the consuming thread at that point of the sequence.
-    Closing or dropping the iterator early stops the thread.
+    Over ``index = 0 .. num_shards - 1`` the shards cover every element exactly once.
+    Raises DataError unless ``0 <= index < num_shards``.
     """
 
-    def __init__(self, input: Dataset, buffer_size: int = AUTOTUNE):
+    def __init__(self, input: Dataset, num_shards: int, index: int):
         super().__init__(input)
-        check_int("prefetch", "buffer_size", buffer_size, minimum=-1)
-        if buffer_size == 0:
-            raise DataError("prefetch: buffer_size must be >= 1 or AUTOTUNE (-1), got 0")
-        self.buffer_size = 2 if buffer_size == AUTOTUNE else int(buffer_size)
+        check_int("shard", "num_shards", num_shards, minimum=1)
+        check_int("shard", "index", index, minimum=0)
+        if index >= num_shards:
+            raise DataError(f"shard: index must be < num_shards ({num_shards}), got {index}")
+        self.num_shards, self.index = int(num_shards), int(index)
 
-    def _iterate(self, key: Key) -> Iterator[Any]:
-        slots: queue.Queue = queue.Queue(maxsize=self.buffer_size)
-        stop = threading.Event()
-        thread = threading.Thread(target=self._produce, args=(key, slots, stop),
-                                  name="trainctl-prefetch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item, error = slots.get()
-                if error is not None:
-                    raise error
-                if item is _END:
-                    return
-                yield item
-        finally:
-            stop.set()
+    def _iterate_elements(self, key: Key, start: int) -> Iterator[Any]:
+        source = self.input._iterate(key, self.index + start * self.num_shards)
+        return itertools.islice(source, 0, None, self.num_shards)
 
-    def _produce(self, key: Key, slots: queue.Queue, stop: threading.Event) -> None:
-        source = self.input._iterate(key)
-        try:
-            for element in source:
-                if not _put(slots, (element, None), stop):
-                    return
-            _put(slots, (_END, None), stop)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            _put(slots, (None, exc), stop)
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
+    def _index_order(self, key: Key) -> Iterator[np.ndarray]:
+        position = 0                          # global position of the chunk's first index
+        for chunk in self.input._index_order(key):
+            first = (self.index - position) % self.num_shards
+            yield chunk[first::self.num_shards]
+            position += len(chunk)
+
+    def _params(self) -> dict[str, Any]:
+        return {"num_shards": self.num_shards, "index": self.index}
+
+    def _cardinality(self) -> int:
+        n = self.input.cardinality()
+        if n < 0:
+            return n
+        return max(0, -(-(n - self.index) // self.num_shards))
 
 
-def _put(slots: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put ``item`` unless the consumer has stopped; True when it was put."""
-    while not stop.is_set():
-        try:
-            slots.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
+@transformations.register("unbatch")
+class Unbatch(Step):
+    """Each input element split along its first axis (``[B, ...]`` leaves → B elements).
+
+    Raises DataError when a leaf is a scalar or the leaves differ in first-axis length.
+    """
+
+    def _elements(self, key: Key) -> Iterator[Any]:
+        for batch in self.input._iterate(key):
+            yield from unstack(batch)
+
+    def _iterate(self, key: Key, start: int = 0) -> Iterator[Any]:
+        return itertools.islice(self._elements(key), start, None)
+
+    def _cardinality(self) -> int:
+        n = self.input.cardinality()
+        return n if n in (0, INFINITE_CARDINALITY) else UNKNOWN_CARDINALITY
+
+    def _element_spec(self) -> Any:
+        def drop_first(spec: TensorSpec) -> TensorSpec:
+            if not spec.shape:
+                raise DataError("unbatch: the input has scalar components; nothing to split")
+            return TensorSpec(tuple(spec.shape[1:]), spec.dtype)
+
+        return map_structure(drop_first, self.input.element_spec)

@@ -15,7 +15,7 @@ import torch
 
 from trainctl.autodiff.ops.core import fmt_shape
 from trainctl.backend import manual_seed, resolve_device
-from trainctl.data import Splits, build_splits, sources
+from trainctl.data import Splits, plan_data
 from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
 from trainctl.graph import Model, build_model, spec_doc
 from trainctl.nn.losses import Loss, losses
@@ -93,8 +93,11 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
         dev = resolve_device("cpu")  # keep checking the rest of the spec
     manual_seed(spec.seed)
 
-    source_cls = check.registered(sources, ("data", "source", "type"), spec.data.source["type"])
-    source_cfg = check.validate(source_cls, ("data", "source")) if source_cls else None
+    plan = None
+    try:
+        plan = plan_data(spec.data, doc)  # sources, steps and transforms of data.*
+    except SpecErrors as exc:
+        check.errors.extend(exc.errors)
     loss_cls = check.registered(losses, ("loss", "type"), spec.loss["type"])
     loss_cfg = check.validate(loss_cls, ("loss",)) if loss_cls else None
     opt_cls = check.registered(optimizers, ("optimizer", "type"), spec.optimizer["type"])
@@ -108,7 +111,7 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
         check.errors.extend(exc.errors)
     check.raise_if_any()
 
-    splits = _load_splits(spec, source_cls, source_cfg)
+    splits = plan.load(spec.seed, spec.train.eval_batch_size)
     loss = loss_cls(loss_cfg)
     _check_fit(check, spec, splits, model, loss)
     check.raise_if_any()
@@ -118,19 +121,11 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
                    for name in spec.metrics]
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
     resolved = spec.to_dict()
-    resolved["data"]["source"] = {"type": spec.data.source["type"], **source_cfg.model_dump()}
+    resolved["data"] = plan.resolved()
     resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
     resolved["loss"] = loss.get_config()
     resolved["optimizer"] = {"type": opt_cls.registered_name, **opt_cfg.model_dump()}
     return Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
-
-
-def _load_splits(spec: Spec, source_cls, source_cfg) -> Splits:
-    data = source_cls.load(source_cfg, spec.seed)
-    d = spec.data
-    return build_splits(data, validation=d.split.validation, test=d.split.test, seed=spec.seed,
-                        batch_size=d.batch_size, shuffle=d.shuffle, drop_remainder=d.drop_remainder,
-                        standardize=d.standardize, eval_batch_size=spec.train.eval_batch_size)
 
 
 def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:
@@ -138,7 +133,7 @@ def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss
     if tuple(spec.model.input_shape) != splits.input_shape:
         check.add(("model", "input_shape"),
                   f"input_shape {fmt_shape(spec.model.input_shape)} does not match the data: "
-                  f"source {spec.data.source['type']!r} gives samples of shape "
+                  f"source {splits.source_name!r} gives samples of shape "
                   f"{fmt_shape(splits.input_shape)}")
         return
     last = ("model", "layers", len(spec.model.layers) - 1)
@@ -146,12 +141,12 @@ def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss
     if need is not None and tuple(model.output_shape) != tuple(need):
         check.add(last, f"the model outputs shape {fmt_shape(model.output_shape)} but "
                         f"{loss.registered_name} on {splits.num_classes} classes (source "
-                        f"{spec.data.source['type']!r}) needs {fmt_shape(need)}")
+                        f"{splits.source_name!r}) needs {fmt_shape(need)}")
     elif need is None and loss.registered_name in ("sparse_categorical_crossentropy",
                                                    "categorical_crossentropy", "binary_crossentropy"):
         if splits.num_classes is None:
             check.add(("loss", "type"), f"{loss.registered_name} needs class labels, but source "
-                                        f"{spec.data.source['type']!r} gives regression targets")
+                                        f"{splits.source_name!r} gives regression targets")
         elif loss.registered_name == "binary_crossentropy":
             check.add(("loss", "type"), f"binary_crossentropy needs 2 classes, source "
-                                        f"{spec.data.source['type']!r} has {splits.num_classes}")
+                                        f"{splits.source_name!r} has {splits.num_classes}")

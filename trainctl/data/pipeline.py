@@ -1,0 +1,265 @@
+"""A spec's ``data`` section → a validated :class:`DataPlan` → :class:`Splits`.
+
+Two forms (docs/spec.md, "data"):
+
+- one ``source`` with a ``split`` and the v0 pipeline keys (``batch_size``, ``shuffle``,
+  ``drop_remainder``, ``standardize``), built by :func:`~trainctl.data.splits.build_splits`;
+- ``train``/``validation``/``test`` sections, each a list of ``steps`` over either the
+  section's own ``source`` or its part of the seeded, stratified ``split`` of
+  ``data.source``. A split of ``data.source`` without a section gets the train
+  section's deterministic map transforms (fitted on train) and batches of
+  ``train.eval_batch_size``; a validation/test section without a batching step is
+  batched so too.
+
+:func:`plan_data` checks every source, step and transform against its registry and its
+Config before anything is loaded, and reports all problems at once (SpecErrors, located).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainctl.data.dataset import Dataset
+from trainctl.data.file_sources import FileSource
+from trainctl.data.sources import SourceData, sources
+from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
+from trainctl.data.splits import Splits, _split_indices, _split_sizes, build_splits
+from trainctl.data.transforms import transforms
+from trainctl.errors import DataError, SpecErrors, UnknownNameError
+from trainctl.spec import SpecDoc
+from trainctl.spec.schema import SECTIONS, V0_PIPELINE, DataConfig
+
+
+@dataclass
+class Part:
+    """A validated registered thing: its class, Config instance and key path."""
+
+    cls: Any
+    config: Any
+    path: tuple
+    transform: "Part | None" = None      # the transform of a ``map`` step
+
+
+@dataclass
+class Section:
+    name: str
+    source: Part | None
+    steps: list[Part] = field(default_factory=list)
+
+
+class _Check:
+    def __init__(self, doc: SpecDoc):
+        self.doc, self.errors = doc, []
+
+    def add(self, path: tuple, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
+
+    def part(self, registry, path: tuple, name: Any) -> Part | None:
+        try:
+            cls = registry.get(name)
+        except UnknownNameError as exc:
+            self.add(path + ("type",), str(exc))
+            return None
+        try:
+            return Part(cls, self.doc.validate(cls.Config, path, exclude=("type",)), path)
+        except SpecErrors as exc:
+            self.errors.extend(exc.errors)
+            return None
+
+
+def _base_dir(doc: SpecDoc) -> Path:
+    return Path(doc.file).resolve().parent if doc.file and not doc.file.startswith("<") else Path.cwd()
+
+
+def plan_data(data: DataConfig, doc: SpecDoc) -> "DataPlan":
+    """Validate ``data`` (the spec's data section, read from ``doc``); SpecErrors if bad."""
+    check = _Check(doc)
+    base = _base_dir(doc)
+    source = _source(check, data.source, ("data", "source"), base) if data.source else None
+    given = [name for name in SECTIONS if getattr(data, name) is not None]
+    sections: dict[str, Section] = {}
+    if given:
+        for key in V0_PIPELINE:
+            if key in data.model_fields_set:
+                check.add(("data", key), "the train/validation/test sections take the pipeline "
+                          "as steps; remove this key (e.g. use {type: batch, batch_size: N})")
+        if "train" not in given:
+            check.add(("data", "train"), "missing required field")
+    for name in given:
+        cfg = getattr(data, name)
+        path = ("data", name)
+        own = None
+        if cfg.source is not None:
+            if data.source is not None:
+                check.add(path + ("source",), "data.source is already split into the sections; "
+                          "give either data.source or a source per section")
+            own = _source(check, cfg.source, path + ("source",), base)
+        elif data.source is None:
+            check.add(path + ("source",), "missing required field")
+        steps = [_step(check, entry, path + ("steps", i)) for i, entry in enumerate(cfg.steps)]
+        sections[name] = Section(name, own, [s for s in steps if s is not None])
+    if "train" in sections and not any(s.cls.batching for s in sections["train"].steps):
+        check.add(("data", "train", "steps"), "the train steps need a batch or padded_batch step")
+    _check_fitted(check, sections)
+    if check.errors:
+        raise SpecErrors(sorted(check.errors, key=lambda e: (e.line is None, e.line or 0, e.col or 0)))
+    return DataPlan(data, base, source, sections)
+
+
+def _source(check: _Check, entry: dict, path: tuple, base: Path) -> Part | None:
+    part = check.part(sources, path, entry["type"])
+    if part is not None and issubclass(part.cls, FileSource):
+        for key, message in part.cls.missing_paths(part.config, base).items():
+            check.add(path + (key,), message)
+    return part
+
+
+def _step(check: _Check, entry: dict, path: tuple) -> Part | None:
+    part = check.part(pipeline_steps, path, entry["type"])
+    if part is not None and part.cls is MapStep:
+        transform = part.config.transform
+        transform = {"type": transform} if isinstance(transform, str) else transform
+        if not isinstance(transform.get("type"), str):
+            check.add(path + ("transform", "type"), "missing required field")
+            return None
+        part.transform = check.part(transforms, path + ("transform",), transform["type"])
+        return part if part.transform is not None else None
+    return part
+
+
+def _fit_name(part: Part) -> str | None:
+    """The transform name of a step that takes statistics from train, else None."""
+    t = part.transform or (Part(part.cls.transform, part.config, part.path)
+                           if hasattr(part.cls, "transform") else None)
+    return t.cls.registered_name if t is not None and t.cls(t.config).needs_fit else None
+
+
+def _check_fitted(check: _Check, sections: dict[str, Section]) -> None:
+    train = sections.get("train")
+    have: dict[str, int] = {}
+    for part in train.steps if train else []:
+        name = _fit_name(part)
+        if name:
+            have[name] = have.get(name, 0) + 1
+    for section in sections.values():
+        if section.name == "train":
+            continue
+        seen: dict[str, int] = {}
+        for part in section.steps:
+            name = _fit_name(part)
+            if name:
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] > have.get(name, 0):
+                    check.add(part.path, f"{name} takes its statistics from the train split; add "
+                              f"a matching {name} step to data.train.steps")
+
+
+class DataPlan:
+    """A validated data section; :meth:`load` reads the data and builds the pipelines."""
+
+    def __init__(self, data: DataConfig, base_dir: Path, source: Part | None,
+                 sections: dict[str, Section]):
+        self.data, self.base_dir, self.source, self.sections = data, base_dir, source, sections
+
+    @property
+    def source_name(self) -> str:
+        part = self.source or self.sections["train"].source
+        return part.cls.registered_name
+
+    def _load(self, part: Part, seed: int) -> SourceData:
+        return part.cls.load(part.config, seed, self.base_dir)
+
+    def load(self, seed: int, eval_batch_size: int = 256) -> Splits:
+        """Read the sources and build the three splits (DataError for bad data)."""
+        d = self.data
+        if not self.sections:
+            return build_splits(self._load(self.source, seed), validation=d.split.validation,
+                                test=d.split.test, seed=seed, batch_size=d.batch_size,
+                                shuffle=d.shuffle, drop_remainder=d.drop_remainder,
+                                standardize=d.standardize, eval_batch_size=eval_batch_size,
+                                source_name=self.source_name)
+        parts = self._parts(seed)
+        num_classes = parts["train"][2]
+        ctx = Context(seed, self.base_dir, num_classes=num_classes)
+        built = {}
+        for name in SECTIONS:
+            x, y, _ = parts[name]
+            ds = Dataset.from_tensor_slices((x, y))
+            steps = self._steps_of(name)
+            ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
+            for part in steps:
+                ctx.path = part.path
+                transform = (part.transform.cls, part.transform.config) if part.transform else None
+                ds = part.cls.build(ds, part.config, ctx, transform) if transform else \
+                    part.cls.build(ds, part.config, ctx)
+                ctx.batched = ctx.batched or part.cls.batching
+            if name != "train" and not any(p.cls.batching for p in steps):
+                ds = ds.batch(eval_batch_size)
+            built[name] = ds
+        spec = built["train"].element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2) or isinstance(spec[0], (tuple, dict)):
+            raise DataError(f"data.train: the pipeline must give (features, label) batches, "
+                            f"its elements are {spec}")
+        return Splits(train=built["train"], validation=built["validation"], test=built["test"],
+                      input_shape=tuple(int(s) for s in spec[0].shape[1:] if s is not None),
+                      num_classes=num_classes, stats=None, source_name=self.source_name,
+                      sizes={name: len(parts[name][1]) for name in SECTIONS})
+
+    def _steps_of(self, name: str) -> list[Part]:
+        if name in self.sections:
+            return self.sections[name].steps
+        # a split of data.source without a section: train's deterministic transforms
+        return [p for p in self.sections["train"].steps
+                if (p.transform or hasattr(p.cls, "transform"))
+                and not (p.transform.cls if p.transform else p.cls.transform).random]
+
+    def _parts(self, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, int | None]]:
+        if self.source is not None:
+            data = self._load(self.source, seed)
+            sizes = _split_sizes(len(data), self.data.split.validation, self.data.split.test)
+            labels = data.y if data.num_classes is not None else None
+            index = _split_indices(len(data), sizes, labels, seed)
+            return {name: (data.x[i], data.y[i], data.num_classes) for name, i in index.items()}
+        out = {}
+        for name in SECTIONS:
+            section = self.sections.get(name)
+            if section is None:
+                train = out["train"]
+                out[name] = (train[0][:0], train[1][:0], train[2])
+                continue
+            data = self._load(section.source, seed)
+            out[name] = (data.x, data.y, data.num_classes)
+        return out
+
+    def resolved(self) -> dict[str, Any]:
+        """The data section with every default filled in and file paths made absolute."""
+        out = self.data.model_dump()
+        if self.source is not None:
+            out["source"] = self._resolved_source(self.source)
+        for name, section in self.sections.items():
+            entry: dict[str, Any] = {}
+            if section.source is not None:
+                entry["source"] = self._resolved_source(section.source)
+            entry["steps"] = [self._resolved_step(p) for p in section.steps]
+            out[name] = entry
+        return out
+
+    def _resolved_source(self, part: Part) -> dict[str, Any]:
+        config = part.config
+        if issubclass(part.cls, FileSource):
+            config = part.cls.absolute(config, self.base_dir)
+        return {"type": part.cls.registered_name, **config.model_dump()}
+
+    def _resolved_step(self, part: Part) -> dict[str, Any]:
+        options = part.config.model_dump()
+        if part.transform is not None:
+            options["transform"] = {"type": part.transform.cls.registered_name,
+                                    **part.transform.config.model_dump()}
+        if part.cls is CacheStep and options["filename"]:
+            options["filename"] = str((self.base_dir / options["filename"]).resolve())
+        return {"type": part.cls.registered_name, **options}
+
