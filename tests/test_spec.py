@@ -227,12 +227,13 @@ def test_with_overrides():
     new = spec.with_overrides(seed=3, epochs=5, device="cpu")
     assert (new.seed, new.train.epochs, new.device) == (3, 5, "cpu")
     assert (spec.seed, spec.train.epochs, spec.device) == (7, 30, "auto")
-    assert new.doc is spec.doc
+    assert new.doc.get(("train", "epochs")) == 5 and spec.doc.get(("train", "epochs")) == 30
+    assert new.doc.where(("seed",)).file == "--seed 3"  # the overridden document records it
     assert spec.with_overrides().to_dict() == spec.to_dict()
     with pytest.raises(SpecErrors) as exc:
         spec.with_overrides(epochs=0)
     assert messages(exc) == [
-        "s.yaml: train.epochs: must be > 0, got 0 (given on the command line)"]
+        "--epochs 0: train.epochs: must be > 0, got 0 (given on the command line)"]
 
 
 def test_every_schema_error_is_reported_in_file_order():

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 from annotated_types import Gt
-from pydantic import BeforeValidator, Field, PrivateAttr, Strict, ValidationError
+from pydantic import BeforeValidator, Field, PrivateAttr, Strict
 from pydantic import field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from trainctl.errors import SpecError, SpecErrors
 from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
 from trainctl.spec.doc import SpecDoc, load_doc
-from trainctl.spec.messages import describe_errors, show
-from trainctl.spec.yaml_loader import dump_yaml, render_path
+from trainctl.spec.messages import show
+from trainctl.spec.overrides import Override, flag_overrides
+from trainctl.spec.yaml_loader import dump_yaml
 
 SPEC_FORMAT = 1
 
@@ -163,36 +163,29 @@ class Spec(Config):
         """:meth:`to_dict` as YAML text that :func:`load_spec` reads back unchanged."""
         return dump_yaml(self.to_dict())
 
-    def with_overrides(self, *, seed: int | None = None, epochs: int | None = None,
+    def with_overrides(self, overrides: Sequence[Override | str] = (), *,
+                       seed: int | None = None, epochs: int | None = None,
                        device: str | None = None) -> "Spec":
-        """A new Spec with command-line overrides applied (None keeps the spec's value).
+        """A new Spec with command-line overrides applied: ``overrides`` (``--set`` texts
+        such as ``"optimizer.learning_rate=3e-4"``, or Override objects), then ``seed``,
+        ``epochs`` and ``device`` (None keeps the spec's value).
 
-        Raises SpecErrors when an override is invalid (e.g. ``epochs=0``).
+        The overrides go through the same path as :func:`load_spec`'s: they change the
+        document, which is validated again, so an error names the override, e.g.
+        ``--epochs 0: train.epochs: must be > 0, got 0 (given on the command line)``.
+        Raises SpecErrors.
         """
-        data = self.to_dict()
-        for path, value in ((("seed",), seed), (("train", "epochs"), epochs),
-                            (("device",), device)):
-            if value is not None:
-                target = data
-                for part in path[:-1]:
-                    target = target[part]
-                target[path[-1]] = value
-        try:
-            spec = type(self).model_validate(data)
-        except ValidationError as exc:
-            file = self._doc.file if self._doc else None
-            raise SpecErrors([
-                SpecError(f"{message} (given on the command line)", file=file,
-                          key=render_path(path))
-                for path, message in describe_errors(exc, data, type(self))]) from None
-        spec._doc = self._doc
-        return spec
+        doc = self._doc if self._doc is not None else SpecDoc("<spec>", self.to_dict())
+        every = [*overrides, *flag_overrides(seed=seed, epochs=epochs, device=device)]
+        return type(self).from_doc(doc.with_overrides(every))
 
 
-def load_spec(file: str | os.PathLike) -> Spec:
-    """Read, parse and validate the spec at ``file``.
+def load_spec(file: str | os.PathLike, overrides: Sequence[Override | str] = ()) -> Spec:
+    """Read, parse and validate the spec at ``file``, after merging its ``base:`` chain
+    and applying ``overrides`` (``--set`` texts such as ``"train.epochs=3"``).
 
     Raises SpecError for an unreadable file or invalid YAML, SpecErrors for duplicate
-    keys and for every schema problem (all reported together, in file order).
+    keys, a bad base or override, and every schema problem (all reported together, in
+    file order).
     """
-    return Spec.from_doc(load_doc(file))
+    return Spec.from_doc(load_doc(file, overrides))

@@ -9,6 +9,12 @@ PyYAML follows YAML 1.1, where ``1e-3`` is a string, ``no`` is False and ``010``
 - int: ``[-+]?[0-9]+`` (decimal, so ``010`` is 10), ``0o17``, ``0x1F``;
 - float: ``1.5``, ``.5``, ``1e-3``, ``5E-4``, ``1e+3``, ``.inf``, ``-.inf``, ``.nan``;
 - everything else (``12:30``, ``2024-01-01``, ``yes``) is a string.
+
+Hostile input fails fast with a located SpecError, before anything is expanded: a file
+over :data:`MAX_SPEC_BYTES`, values nested deeper than :data:`MAX_DEPTH`, and documents
+whose values, counted with every alias expanded, exceed :data:`MAX_VALUES` (the "billion
+laughs" bomb is refused while it is composed, from the sizes of its anchors, never built);
+an alias inside its own anchor (a recursive structure) is refused too.
 """
 
 from __future__ import annotations
@@ -29,11 +35,61 @@ _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
+MAX_SPEC_BYTES = 1_000_000  # pure-Python PyYAML reads roughly 0.1-0.5 MB/s: a few seconds at most
+MAX_DEPTH = 64  # nesting levels of mappings and lists (real specs use under 10)
+MAX_VALUES = 50_000  # scalars, keys and collections, every alias counted with its expansion
+
+
+class LimitError(yaml.MarkedYAMLError):
+    """A document over one of the limits above (reported without "invalid YAML")."""
+
 
 class SpecLoader(yaml.SafeLoader):
     """A ``yaml.SafeLoader`` whose implicit scalar types follow the YAML 1.2 core schema."""
 
     yaml_implicit_resolvers: dict = {}
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its value count with aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        """Compose one node, refusing it once a limit is passed (see the module docstring)."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                if id(node) not in self._sizes:
+                    raise LimitError(None, None, f"alias *{event.anchor} lies inside its own "
+                                     "anchor (a recursive structure)", event.start_mark)
+                self._count(self._sizes[id(node)], event.start_mark)
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise LimitError(None, None, f"values nested more than {MAX_DEPTH} levels deep",
+                             mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        self._count(1, mark)
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_VALUES:
+            raise LimitError(None, None, f"the document holds more than {MAX_VALUES:,} "
+                             "values (aliases counted expanded); a spec is far smaller", mark)
 
     def construct_core_int(self, node: yaml.ScalarNode) -> int:
         text = self.construct_scalar(node)
@@ -93,17 +149,22 @@ def dump_yaml(data: Any) -> str:
 def read_text(file: str) -> str:
     """Return the UTF-8 text of ``file``.
 
-    Raises SpecError for a missing or unreadable file and for bytes that are not UTF-8.
+    Raises SpecError for a missing or unreadable file, a file over
+    :data:`MAX_SPEC_BYTES` (checked while reading, so ``/dev/zero`` is refused too) and
+    bytes that are not UTF-8.
     """
     try:
         with open(file, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError("file not found", file=file) from None
     except IsADirectoryError:
         raise SpecError("is a directory, not a spec file", file=file) from None
     except OSError as exc:
         raise SpecError(f"cannot read file: {exc.strerror}", file=file) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"the file is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a "
+                        "small text file", file=file)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -136,6 +197,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Positions, Positions]:
         raise _yaml_error(exc, text, file) from None
     except (ValueError, TypeError, AttributeError, OverflowError) as exc:  # bad explicit tags
         raise SpecError(f"invalid YAML value: {exc}", file=file) from None
+    except RecursionError:  # a safety net: MAX_DEPTH stops deep nesting long before this
+        raise SpecError("values nested too deeply", file=file) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -196,9 +259,14 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
+    if isinstance(exc, LimitError):
+        mark = exc.problem_mark
+        return SpecError(exc.problem, file=file, line=mark.line + 1, col=mark.column + 1)
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "invalid YAML"
+        if message == "found character '\\t' that cannot start any token":
+            message = "found a tab character; YAML indents with spaces only"
         if exc.context and exc.problem and exc.context_mark is not None:
             message += f" ({exc.context} on line {exc.context_mark.line + 1})"
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
