@@ -85,8 +85,9 @@ class Trainer:
         epochs = s.spec.train.epochs
         # The training stream (dropout masks) starts from the seed here, not from wherever
         # model building left the generators, so a run does not depend on what ran before.
-        # A resumed run has its generators restored from the checkpoint instead.
-        if not self.resumed:
+        # A resumed run has its generators restored from the checkpoint instead, and a
+        # trainer stopped earlier goes on from where it stopped.
+        if self.step == 0 and not self.resumed:
             manual_seed(training_seed(s.spec.seed))
         self.callbacks.on_train_begin({"epochs": epochs, "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
@@ -173,6 +174,7 @@ class Trainer:
             self.callbacks.on_batch_end(self.step, x.shape[0], Tensor(batch_sum / x.shape[0]))
             self.batch += 1
             if not last and self._after_step():
+                self._progress = train_state.capture_progress(self)  # for a later fit()
                 return None
         record: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                   "loss": float(total.item()) / count if count else float("nan")}
