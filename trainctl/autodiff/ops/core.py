@@ -41,9 +41,10 @@ class Op:
     ``differentiable=False`` ops (comparisons, argmax) are never recorded.
     ``broadcasting=True`` ops follow numpy broadcasting; operands that do not broadcast
     raise ShapeError naming the op and both shapes. Floating operands of different dtypes
-    are promoted to one dtype with torch's rules (``torch.promote_types``: float16 with
-    float32 gives float32, float16 with bfloat16 gives float32); the node keeps the
-    original inputs, and the engine casts each gradient back to its input's dtype. The first ``inputs`` positional parameters of ``forward`` are tensor
+    are promoted to one dtype with torch's rules (``torch.result_type``: float16 with
+    float32 gives float32, float16 with bfloat16 float32, a 0-d operand takes the dtype of
+    an operand with dimensions); the node keeps the original inputs, and the engine casts
+    each gradient back to its input's dtype. The first ``inputs`` positional parameters of ``forward`` are tensor
     inputs (all of them for broadcasting and ``*xs`` ops, else 1); the later ones are
     attributes and may be passed positionally too (``ops.sum(x, 1)``, ``x[0]``).
     """
@@ -160,24 +161,25 @@ def _bind_attrs(op: Op, extra: tuple, attrs: dict) -> dict:
 def _promote_operands(name: str, args: list) -> list:
     """Floating operands cast to their torch-promoted dtype; all operands on one device.
 
-    Integer and bool operands keep their dtype (indices, conditions, labels): mixing them
-    with floats in arithmetic is left to the torch kernel, which promotes to the float.
-    Raises DTypeError for operands on different devices.
+    torch's rule (``torch.result_type``) among floating operands: the dtypes of operands
+    with at least one dimension promote with ``torch.promote_types``; 0-d operands count
+    only when no operand has a dimension. Integer and bool operands keep their dtype
+    (indices, conditions, labels); mixing them with floats in arithmetic is left to the
+    torch kernel, which gives the float. Raises DTypeError for operands on different devices.
     """
     first = args[0]
-    common = None
-    mixed = False
+    dims = zero_d = None
     for a in args:
         if a.device != first.device:
             raise DTypeError(f"{name}: operands are on different devices: {first.device} "
                              f"and {a.device}")
         if a.dtype.is_floating_point:
-            if common is None:
-                common = a.dtype
-            elif a.dtype != common:
-                common = torch.promote_types(common, a.dtype)
-                mixed = True
-    if not mixed:
+            if a.dim():
+                dims = a.dtype if dims is None else torch.promote_types(dims, a.dtype)
+            else:
+                zero_d = a.dtype if zero_d is None else torch.promote_types(zero_d, a.dtype)
+    common = dims if dims is not None else zero_d
+    if common is None or all(a.dtype == common or not a.dtype.is_floating_point for a in args):
         return args
     return [a.to(common) if a.dtype.is_floating_point and a.dtype != common else a for a in args]
 
