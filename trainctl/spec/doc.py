@@ -194,6 +194,9 @@ class SpecDoc:
         self._keys.update({path + sub: below for sub in _sub_paths(self.get(path)) if sub})
         self._values[path] = self._keys[path] = Origin(ov.label, exact=ov.names_path,
                                                        note=ov.note)
+        for k in range(1, len(path)):  # mappings the override created on its way
+            if path[:k] not in self._values:
+                self._values[path[:k]] = self._keys[path[:k]] = below
         if ov.label not in self.files:
             self.files.append(ov.label)
 

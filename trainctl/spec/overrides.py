@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trainctl.errors import SpecError
+from trainctl.errors import SpecError, SpecErrors
 from trainctl.spec.messages import show
 from trainctl.spec.yaml_loader import KeyPath, parse_yaml, render_path
 
@@ -74,6 +74,9 @@ def parse_override(text: str) -> Override:
         value = parse_yaml(raw, label)[0]
     except SpecError as exc:
         raise SpecError(f"cannot read the value: {exc.message}", file=label) from None
+    except SpecErrors as exc:  # duplicate keys in a flow mapping
+        why = "; ".join(f"{e.key}: {e.message}" for e in exc.errors)
+        raise SpecError(f"cannot read the value: {why}", file=label) from None
     return Override(path, value, label)
 
 
