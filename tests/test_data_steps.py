@@ -65,6 +65,26 @@ def test_fast_index_path_equals_the_element_path():
                 assert xa.flags.writeable and xa.base is not x      # fresh arrays
 
 
+def test_batchable_transforms_keep_the_index_path_with_the_same_values():
+    from trainctl.data.transforms import Normalize, OneHot
+
+    x = np.random.default_rng(1).normal(size=(40, 3)).astype(np.float32)
+    y = np.arange(40) % 4
+    norm, hot = Normalize(), OneHot(depth=4)
+    norm.fit(x, None)
+
+    def build(d):
+        return d.map(norm).shuffle(40, seed=5).map(hot).batch(6)
+
+    fast = build(Dataset.from_tensor_slices((x, y)))
+    slow = build(Dataset.from_tensor_slices((x, y)).map(lambda a, b: (a, b)))
+    assert fast.input._index_root() is not None and slow.input._index_root() is None
+    for (xa, ya), (xb, yb) in zip(fast.iterate(1), slow.iterate(1)):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert ya.shape == (4, 4)
+
+
 # -- shuffle ------------------------------------------------------------------------------
 
 def test_small_buffer_mixes_as_tf_data_survival_law():

@@ -35,9 +35,26 @@ class ElementTransform:
 
     random = False
     seed = 0
+    #: True when the transform works on a batch as on each of its elements (element-wise
+    #: arithmetic): then ``map`` keeps a pipeline indexable and ``batch`` applies it once
+    #: per gathered batch
+    batchable = False
 
     def __call__(self, element: Any, rng: np.random.Generator | None = None) -> Any:
         raise NotImplementedError
+
+
+class _MappedRoot:
+    """An indexable root seen through a batchable map: gathers, then maps the batch."""
+
+    def __init__(self, root: Dataset, step: "Map"):
+        self.root, self.step = root, step
+
+    def _element(self, i: int) -> Any:
+        return self.step._apply(self.root._element(i), None, i)
+
+    def _gather(self, index: np.ndarray) -> Any:
+        return self.step._apply(self.root._gather(index), None, None)
 
 
 def _workers(op: str, value: int | None) -> int:
@@ -71,16 +88,30 @@ class Map(Step):
         self.fn = fn
         self.workers = _workers("map", num_parallel_calls)
 
-    def _apply(self, element: Any, key: Key, index: int) -> Any:
+    def _apply(self, element: Any, key: Key | None, index: int | None) -> Any:
         fn = self.fn
         try:
             if isinstance(fn, ElementTransform):
-                rng = np.random.default_rng([fn.seed, *key, index]) if fn.random else None
+                rng = np.random.default_rng([fn.seed, *key, index]) if fn.random else None  # type: ignore[misc]
                 return to_arrays(fn(element, rng))
             return to_arrays(call_unpacked(fn, element))
         except Exception as exc:
             what = str(exc) if isinstance(exc, TrainctlError) else f"{type(exc).__name__}: {exc}"
+            if key is None:   # on the index path: a source element or a gathered batch
+                at = "a batch" if index is None else f"source element {index}"
+                raise DataError(f"map: {at}: {what}") from exc
             raise DataError(f"map: element {index}{where(key)}: {what}") from exc
+
+    def _index_root(self) -> Any:
+        fn = self.fn
+        if isinstance(fn, ElementTransform) and fn.batchable and not fn.random:
+            root = self.input._index_root()
+            if root is not None:
+                return _MappedRoot(root, self)
+        return None
+
+    def _index_order(self, key: Key) -> Iterator[np.ndarray]:
+        return self.input._index_order(key)
 
     def _iterate(self, key: Key, start: int = 0) -> Iterator[Any]:
         if self.workers <= 1:

@@ -226,6 +226,11 @@ def apply_transform(ds: Dataset, cls: type[Transform], config: Any, ctx: Context
 def _component(ds: Dataset, on: str, batched: bool) -> np.ndarray:
     """The ``on`` component of every element of epoch 0 of ``ds``, as one array [N, ...]
     (batches concatenated when ``batched``)."""
+    root = ds._index_root()
+    if root is not None:                  # gather the whole epoch at once
+        order = list(ds._index_order((0,)))
+        element = root._gather(np.concatenate(order) if order else np.zeros(0, np.int64))
+        return np.asarray(element[1 if on == "label" else 0] if isinstance(element, tuple) else element)
     values = []
     for element in ds.iterate(0):
         value = element[1 if on == "label" else 0] if isinstance(element, tuple) else element

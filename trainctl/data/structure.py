@@ -54,6 +54,8 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
     element and a dict for another).
     """
     first = structures[0]
+    if len(structures) == 1:
+        return _map_one(fn, first)
     if isinstance(first, tuple):
         if any(not isinstance(s, tuple) or len(s) != len(first) for s in structures):
             raise DataError(f"elements have different structures: {_layouts(structures)}")
@@ -65,6 +67,17 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
     if any(isinstance(s, (tuple, dict)) for s in structures):
         raise DataError(f"elements have different structures: {_layouts(structures)}")
     return fn(*structures)
+
+
+def _map_one(fn: Callable[[Any], Any], structure: Any) -> Any:
+    """:func:`map_structure` of one structure (the hot path: no layout checks needed)."""
+    if type(structure) is np.ndarray:
+        return fn(structure)
+    if isinstance(structure, tuple):
+        return tuple([_map_one(fn, s) for s in structure])
+    if isinstance(structure, dict):
+        return {k: _map_one(fn, s) for k, s in structure.items()}
+    return fn(structure)
 
 
 def _layouts(structures: tuple[Any, ...]) -> str:

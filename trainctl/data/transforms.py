@@ -92,6 +92,8 @@ class Standardize(Transform):
         std: Optional[float] = Field(None, gt=0)
         per_feature: bool = True
 
+    batchable = True
+
     def __init__(self, config: Any = None, seed: int = 0, **options: Any):
         super().__init__(config, seed, **options)
         self.needs_fit = self.config.mean is None or self.config.std is None
@@ -125,6 +127,8 @@ class Normalize(Transform):
         max: Optional[float] = None
         per_feature: bool = False
 
+    batchable = True
+
     def __init__(self, config: Any = None, seed: int = 0, **options: Any):
         super().__init__(config, seed, **options)
         self.needs_fit = self.config.min is None or self.config.max is None
@@ -156,6 +160,8 @@ class OneHot(Transform):
         on: On = "label"
         depth: Optional[int] = Field(None, gt=0)
 
+    batchable = True
+
     def __init__(self, config: Any = None, seed: int = 0, **options: Any):
         super().__init__(config, seed, **options)
         self.depth = self.config.depth
@@ -185,6 +191,8 @@ class Cast(Transform):
     class Config(spec.Config):
         on: On = "features"
         dtype: DTYPES
+
+    batchable = True
 
     def apply(self, value: Any, rng: Any) -> np.ndarray:
         array = np.asarray(value)
