@@ -6,8 +6,8 @@ from typing import Callable
 
 from trainctl.autodiff import ops
 from trainctl.autodiff.tensor import Tensor
-from trainctl.errors import UnknownNameError
 from trainctl.registry import Registry
+from trainctl.spec.kinds.names import check_activation  # noqa: F401  (the names live there, torch-free)
 
 activations: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
 
@@ -96,15 +96,3 @@ def log_sigmoid(x: Tensor) -> Tensor:
     return ops.log_sigmoid(x)
 
 
-def check_activation(name: str | None) -> str | None:
-    """Validate an activation name inside a layer Config.
-
-    Raises ValueError ("unknown activation 'rleu'; did you mean 'relu'?"), which the spec
-    loader reports at the key's line.
-    """
-    if name is not None and name not in activations:
-        try:
-            activations.get(name)
-        except UnknownNameError as exc:
-            raise ValueError(str(exc)) from None
-    return name

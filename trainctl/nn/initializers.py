@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 
 from trainctl.backend import generator
-from trainctl.errors import UnknownNameError
 from trainctl.registry import Registry
+from trainctl.spec.kinds.names import check_initializer  # noqa: F401  (the names live there, torch-free)
 
 Initializer = Callable[[tuple, torch.dtype, torch.device], torch.Tensor]
 initializers: Registry[Initializer] = Registry("initializer")
@@ -78,11 +78,3 @@ def he_normal(shape, dtype, device):
     return _normal(shape, dtype, device, math.sqrt(2.0 / fan_in))
 
 
-def check_initializer(name: str) -> str:
-    """Validate an initialiser name inside a layer Config (ValueError with 'did you mean')."""
-    if name not in initializers:
-        try:
-            initializers.get(name)
-        except UnknownNameError as exc:
-            raise ValueError(str(exc)) from None
-    return name

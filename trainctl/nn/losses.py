@@ -7,8 +7,6 @@ one-hot encodes them itself when given ids), values for regression.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from trainctl.autodiff import ops
@@ -16,32 +14,26 @@ from trainctl.autodiff.ops.core import fmt_shape
 from trainctl.autodiff.tensor import Tensor
 from trainctl.errors import ShapeError
 from trainctl.registry import Registry
-from trainctl.spec import Config
+from trainctl.spec import Config, kinds
 
 losses: Registry[type["Loss"]] = Registry("loss")
 
 EPSILON = 1e-7  # Keras' clipping of probabilities when from_logits is false
 
 
-class LossConfig(Config):
-    from_logits: bool = False
+class Loss(kinds.LossKind):
+    """Base class: ``loss(y_true, y_pred) -> per-sample loss [batch]``.
 
-
-class Loss:
-    """Base class: ``loss(y_true, y_pred) -> per-sample loss [batch]``."""
-
-    Config: ClassVar[type[Config]] = LossConfig
-    registered_name: ClassVar[str]
+    A loss also derives from its kind in :mod:`trainctl.spec.kinds.losses` (its ``Config``,
+    ``expected_output`` and what labels it needs, free of torch) and registers under the
+    kind's name.
+    """
 
     def __init__(self, config: Config | None = None, **options):
         self.config = config if config is not None else self.Config(**options)
 
     def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def expected_output(self, num_classes: int | None) -> tuple[int, ...] | None:
-        """The model output shape (batch excluded) this loss needs for the data, or None."""
-        return None
 
     def get_config(self) -> dict:
         return {"type": self.registered_name, **self.config.model_dump()}
@@ -55,7 +47,7 @@ def _log_probs(y_pred: Tensor, from_logits: bool) -> Tensor:
 
 
 @losses.register("sparse_categorical_crossentropy")
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(Loss, kinds.SparseCategoricalCrossentropy):
     """-log p[label] for integer labels [batch] and scores [batch, classes].
 
     With ``from_logits`` the log-probabilities come from a stable log_softmax (finite for
@@ -70,12 +62,9 @@ class SparseCategoricalCrossentropy(Loss):
         picked = ops.take_along_axis(logp, ops.reshape(y_true, (-1, 1)), axis=1)
         return -ops.reshape(picked, (-1,))
 
-    def expected_output(self, num_classes):
-        return (num_classes,) if num_classes else None
-
 
 @losses.register("categorical_crossentropy")
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(Loss, kinds.CategoricalCrossentropy):
     """-sum(y · log p) over classes; integer labels [batch] are one-hot encoded first."""
 
     def __call__(self, y_true, y_pred):
@@ -87,12 +76,9 @@ class CategoricalCrossentropy(Loss):
                              f"fit predictions {fmt_shape(y_pred.shape)}")
         return -ops.sum(y_true * _log_probs(y_pred, self.config.from_logits), axis=-1)
 
-    def expected_output(self, num_classes):
-        return (num_classes,) if num_classes else None
-
 
 @losses.register("binary_crossentropy")
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(Loss, kinds.BinaryCrossentropy):
     """-[z log p + (1 - z) log(1 - p)], averaged over the last axis.
 
     ``from_logits`` uses the fused, exact sigmoid cross-entropy; otherwise p is clipped to
@@ -108,19 +94,10 @@ class BinaryCrossentropy(Loss):
             per = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
         return ops.mean(per, axis=-1)
 
-    def expected_output(self, num_classes):
-        return (1,) if num_classes == 2 else None
-
-
-class RegressionConfig(Config):
-    pass
-
 
 @losses.register("mean_squared_error")
-class MeanSquaredError(Loss):
+class MeanSquaredError(Loss, kinds.MeanSquaredError):
     """mean((y - ŷ)²) over the last axis. Labels [batch] fit predictions [batch, 1]."""
-
-    Config = RegressionConfig
 
     def __call__(self, y_true, y_pred):
         y_true = _labels_like(y_true, y_pred, "mean_squared_error")

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
-from pydantic import Field
 
-from trainctl.optim.base import Optimizer, OptimizerConfig, optimizers
-from trainctl.optim.sgd import NonNegativeFloat, PositiveFloat
-
-Beta = Annotated[float, Field(ge=0, lt=1)]
+from trainctl.optim.base import Optimizer, optimizers
+from trainctl.spec import kinds
 
 
 def adam_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor],
@@ -49,7 +44,7 @@ def adam_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.
 
 
 @optimizers.register("adam")
-class Adam(Optimizer):
+class Adam(Optimizer, kinds.Adam):
     """Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1),
     in torch.optim.Adam's form: ε is added after the bias correction of v (see
     :func:`adam_update`); ``weight_decay`` is coupled L2 (wd·p added to the gradient);
@@ -62,16 +57,8 @@ class Adam(Optimizer):
 
     decoupled_weight_decay = False
 
-    class Config(OptimizerConfig):
-        learning_rate: PositiveFloat = 0.001
-        beta_1: Beta = 0.9
-        beta_2: Beta = 0.999
-        epsilon: PositiveFloat = 1e-8
-        weight_decay: NonNegativeFloat = 0.0
-        amsgrad: bool = False
-
     @classmethod
-    def slot_names(cls, config: Config) -> tuple[str, ...]:
+    def slot_names(cls, config: kinds.Adam.Config) -> tuple[str, ...]:
         return ("m", "v", "v_max") if config.amsgrad else ("m", "v")
 
     def update(self, param, grad, state, step):
@@ -82,7 +69,7 @@ class Adam(Optimizer):
 
 
 @optimizers.register("adamw")
-class AdamW(Adam):
+class AdamW(Adam, kinds.AdamW):
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled Weight
     Decay Regularization", Algorithm 2), as torch.optim.AdamW: p ← p·(1 − lr·wd) first,
     then the Adam update of :class:`Adam` on the plain gradient.
@@ -91,6 +78,3 @@ class AdamW(Adam):
     """
 
     decoupled_weight_decay = True
-
-    class Config(Adam.Config):
-        weight_decay: NonNegativeFloat = 0.01

@@ -9,31 +9,27 @@ update itself is a small function per optimizer working on torch tensors in plac
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from trainctl.autodiff import Tensor, Variable
 from trainctl.errors import CheckpointError, ShapeError
 from trainctl.registry import Registry
-from trainctl.spec import Config
+from trainctl.spec.kinds.optimizers import OptimizerConfig, OptimizerKind
 
 optimizers: Registry[type["Optimizer"]] = Registry("optimizer")
 
 STATE_FORMAT = 1  # version of the state_dict layout; bump and migrate in load_state_dict
 
 
-class OptimizerConfig(Config):
-    """Hyperparameters shared by every optimizer; subclasses add their own fields."""
-
-    learning_rate: float
-
-
-class Optimizer:
+class Optimizer(OptimizerKind):
     """Updates a list of Variables in place from their gradients.
 
-    Subclasses set ``Config`` (a :class:`OptimizerConfig` subclass), implement
-    :meth:`slot_names` and :meth:`update`, and are registered in :data:`optimizers`.
+    Subclasses also derive from their kind in :mod:`trainctl.spec.kinds.optimizers`,
+    which gives their ``Config`` (so ``trainctl validate`` checks hyperparameters without
+    torch), implement :meth:`slot_names` and :meth:`update`, and are registered in
+    :data:`optimizers` under the kind's name.
 
     Attributes:
         params: the Variables updated, in order; their names must be unique.
@@ -48,9 +44,6 @@ class Optimizer:
         steps: ``{param name: int}``, the updates each parameter has received (a parameter
             whose gradient was None in a step is not updated and not counted, as in torch).
     """
-
-    Config: ClassVar[type[OptimizerConfig]] = OptimizerConfig
-    registered_name: ClassVar[str] = ""
 
     def __init__(self, params: Sequence[Variable], config: OptimizerConfig | Mapping | None = None,
                  **overrides: Any):

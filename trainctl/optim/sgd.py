@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
-from pydantic import Field, model_validator
 
-from trainctl.optim.base import Optimizer, OptimizerConfig, optimizers
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+from trainctl.optim.base import Optimizer, optimizers
+from trainctl.spec import kinds
 
 
 def sgd_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], *,
@@ -35,7 +30,7 @@ def sgd_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.T
 
 
 @optimizers.register("sgd")
-class SGD(Optimizer):
+class SGD(Optimizer, kinds.SGD):
     """Stochastic gradient descent (Robbins & Monro 1951), with heavy-ball momentum
     (Polyak 1964), dampening, and coupled L2 weight decay (``wd·p`` added to the gradient).
 
@@ -50,21 +45,8 @@ class SGD(Optimizer):
     and dampening 0), ``weight_decay`` (≥ 0, default 0). Slot: ``momentum`` when μ > 0.
     """
 
-    class Config(OptimizerConfig):
-        learning_rate: PositiveFloat = 0.01
-        momentum: NonNegativeFloat = 0.0
-        dampening: Annotated[float, Field(ge=0, le=1)] = 0.0
-        nesterov: bool = False
-        weight_decay: NonNegativeFloat = 0.0
-
-        @model_validator(mode="after")
-        def _nesterov_needs_momentum(self):
-            if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-                raise ValueError("nesterov requires momentum > 0 and dampening 0")
-            return self
-
     @classmethod
-    def slot_names(cls, config: Config) -> tuple[str, ...]:
+    def slot_names(cls, config: kinds.SGD.Config) -> tuple[str, ...]:
         return ("momentum",) if config.momentum != 0 else ()
 
     def update(self, param, grad, state, step):

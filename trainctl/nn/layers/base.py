@@ -1,14 +1,16 @@
 """The Layer base class (Keras 3's life cycle).
 
-A layer validates its options in ``Config`` (a :class:`trainctl.spec.Config`), creates its
-weights in :meth:`build` from the input shape (batch axis excluded) and returns its output
-shape, so a model's shapes are inferred before any data flows; it computes in
-:meth:`call`. ``get_config()`` / ``from_config()`` round-trip through the YAML form.
+A layer type derives from ``Layer`` and from its kind in :mod:`trainctl.spec.kinds.layers`
+(``class Dense(Layer, kinds.Dense)``), which holds its ``Config`` (its validated options)
+and its shape rule ``compute_output_shape(input_shape, config)``, both free of torch so that
+``trainctl validate`` can use them. The layer creates its weights in :meth:`build` from the
+input shape (batch axis excluded) and returns ``self.compute_output_shape(...)``, so a model's
+shapes are inferred before any data flows; it computes in :meth:`call`. ``get_config()`` / ``from_config()`` round-trip through the YAML form.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -16,27 +18,19 @@ from trainctl.autodiff.tensor import Tensor, Variable
 from trainctl.backend import DEFAULT_FLOAT
 from trainctl.nn.initializers import initializers
 from trainctl.registry import Registry
-from trainctl.spec import Config
+from trainctl.spec.kinds.layers import LayerConfig, LayerKind
 
 layers: Registry[type["Layer"]] = Registry("layer type")
 
 
-class LayerConfig(Config):
-    """Options every layer has."""
-
-    name: str | None = None
-
-
-class Layer:
+class Layer(LayerKind):
     """Base class of registered layers.
 
-    Subclasses set ``Config``, implement ``build(input_shape) -> output_shape`` (shapes
-    exclude the batch axis; raise trainctl.errors.ShapeError naming the layer and both
-    shapes on a mismatch) and ``call(x, training) -> Tensor``.
+    Subclasses also derive from their kind (which gives ``Config`` and ``compute_output_shape``),
+    implement ``build(input_shape) -> output_shape`` (shapes exclude the batch axis; the
+    kind's rule raises trainctl.errors.ShapeError on a mismatch) and ``call(x, training)
+    -> Tensor``.
     """
-
-    Config: ClassVar[type[LayerConfig]] = LayerConfig
-    registered_name: ClassVar[str]
 
     def __init__(self, config: LayerConfig | None = None, name: str | None = None, **options: Any):
         self.config = config if config is not None else self.Config(**options)
@@ -48,7 +42,7 @@ class Layer:
     # ---- life cycle -------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> tuple[int, ...]:
         """Create weights on ``device`` for ``input_shape``; return the output shape."""
-        return tuple(input_shape)
+        return self.compute_output_shape(tuple(input_shape), self.config)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         raise NotImplementedError

@@ -1,0 +1,103 @@
+"""Layer kinds: each layer type's YAML options (``Config``) and shape rule, without torch.
+
+A layer type is written in two halves that share one name. Here, its contract with the
+spec: the options it accepts and :meth:`LayerKind.compute_output_shape` (Keras' name), the
+shape it gives for an input shape (batch axis excluded), raising
+:class:`~trainctl.errors.ShapeError` for one it cannot take. In ``trainctl.nn.layers``, the
+computation: a ``Layer`` subclass that also derives from its kind (``class Dense(Layer,
+kinds.Dense)``), so its ``Config`` and shape rule are these; its ``build`` creates weights
+and returns ``self.compute_output_shape(...)``. ``trainctl validate`` infers every shape
+from here, without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar, Optional
+
+from pydantic import AfterValidator, Field, PositiveInt
+
+from trainctl.errors import ShapeError
+from trainctl.registry import Registry
+from trainctl.spec.config import Config
+from trainctl.spec.kinds.names import check_activation, check_initializer
+
+Shape = tuple[int, ...]
+
+layer_kinds: Registry[type["LayerKind"]] = Registry("layer type")
+
+ActivationName = Annotated[Optional[str], AfterValidator(check_activation)]
+InitializerName = Annotated[str, AfterValidator(check_initializer)]
+
+
+def fmt_shape(shape) -> str:
+    """``[3,4]`` for a shape, as every error message writes it."""
+    return "[" + ",".join(str(int(d)) for d in shape) + "]"
+
+
+class LayerConfig(Config):
+    """Options every layer has: ``name`` (default: the type, then ``dense_1``, ...)."""
+
+    name: Optional[str] = None
+
+
+class LayerKind:
+    """Base of layer kinds: ``Config`` and the shape rule (identity by default)."""
+
+    Config: ClassVar[type[LayerConfig]] = LayerConfig
+    registered_name: ClassVar[str]
+
+    @classmethod
+    def compute_output_shape(cls, input_shape: Shape, config: LayerConfig) -> Shape:
+        """The output shape for ``input_shape`` (both without the batch axis).
+
+        Raises ShapeError saying what the layer needs and what it got.
+        """
+        return tuple(input_shape)
+
+
+@layer_kinds.register("dense")
+class Dense(LayerKind):
+    """[..., d] → [..., units]; needs at least one axis."""
+
+    class Config(LayerConfig):
+        units: PositiveInt
+        activation: ActivationName = None
+        use_bias: bool = True
+        kernel_initializer: InitializerName = "glorot_uniform"
+        bias_initializer: InitializerName = "zeros"
+
+    @classmethod
+    def compute_output_shape(cls, input_shape, config):
+        if len(input_shape) < 1:
+            raise ShapeError(f"dense needs inputs with a feature axis, got shape "
+                             f"{fmt_shape(input_shape)}")
+        return tuple(input_shape[:-1]) + (config.units,)
+
+
+@layer_kinds.register("activation")
+class Activation(LayerKind):
+    """A named activation, elementwise: shape unchanged."""
+
+    class Config(LayerConfig):
+        activation: Annotated[str, AfterValidator(check_activation)]
+
+
+@layer_kinds.register("dropout")
+class Dropout(LayerKind):
+    """Inverted dropout with probability ``rate`` in [0, 1): shape unchanged."""
+
+    class Config(LayerConfig):
+        rate: float = Field(ge=0.0, lt=1.0)
+
+
+@layer_kinds.register("flatten")
+class Flatten(LayerKind):
+    """[d1, d2, ...] → [d1·d2·...]."""
+
+    class Config(LayerConfig):
+        pass
+
+    @classmethod
+    def compute_output_shape(cls, input_shape, config):
+        return (math.prod(input_shape),)
