@@ -48,10 +48,18 @@ def train(
 
         if resume is not None and init_from is not None:
             raise TrainctlError("--resume continues a run; --init-from starts a new one: give one")
+        if init_filter and init_from is None:
+            raise TrainctlError("--init-filter selects tensors of --init-from, which is missing")
+        if apply_optimizer_changes and resume is None:
+            raise TrainctlError("--apply-optimizer-changes applies only with --resume")
         setup = prepare(s)
         target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
         if target is not None:
             return _resume(spec, s, setup, target, apply_optimizer_changes)
+        if init_from is not None:  # before the run directory exists: an error leaves nothing
+            from trainctl.train.init_from import init_from as load_initial
+
+            resuming.report_init(load_initial(setup.model, init_from, init_filter))
         path = run_dir if run_dir is not None else default_run_dir(s.name)
         if path.exists() and not path.is_dir():
             raise TrainctlError(f"--run-dir {str(path)!r} is a file, not a directory")
@@ -66,10 +74,6 @@ def train(
         reporter = RichReporter(out) if is_tty() else PlainReporter(out)
         trainer = Trainer(setup, rd, [reporter])
         try:
-            if init_from is not None:
-                from trainctl.train.init_from import init_from as load_initial
-
-                resuming.report_init(load_initial(setup.model, init_from, init_filter))
             with handle_signals(trainer, s.checkpoint.signals):
                 trainer.fit()
         except BaseException as exc:
