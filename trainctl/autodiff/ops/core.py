@@ -168,6 +168,9 @@ def _promote_operands(name: str, args: list) -> list:
     torch kernel, which gives the float. Raises DTypeError for operands on different devices.
     """
     first = args[0]
+    dtype, device = first.dtype, first.device
+    if all(a.dtype == dtype for a in args) and all(a.device == device for a in args):
+        return args  # the common case, kept cheap: every op with several inputs passes here
     dims = zero_d = None
     for a in args:
         if a.device != first.device:
