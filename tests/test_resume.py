@@ -253,3 +253,25 @@ def test_in_memory_trainer_state_is_untouched_by_a_failed_save(tmp_path, monkeyp
     monkeypatch.setattr(ck, "write_file", real)
     trainer.fit()  # the same trainer goes on from step 11
     assert same_run(run, reference)
+
+
+def test_all_checkpoints_corrupt_is_an_error_and_none_starts_over(tmp_path, reference):
+    run = tmp_path / "run"
+    new_run(run, make_spec(), StopAt(13)).fit()
+    for entry in CheckpointStore(run / "checkpoints").entries():
+        (entry.path / "state.json").write_text("{}")
+    with pytest.raises(CheckpointError) as exc:
+        resume_run(run, make_spec())
+    assert str(exc.value).splitlines() == [
+        f"no valid checkpoint in {str(run)!r}; every one is corrupt:",
+        "  step-000000013: state.json: SHA-256 mismatch (file changed, truncated or corrupt; "
+        "2 bytes)",
+        "  step-000000012: state.json: SHA-256 mismatch (file changed, truncated or corrupt; "
+        "2 bytes)"]
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")  # killed before its first checkpoint, one epoch logged
+    trainer, plan, _ = resume_run(run, make_spec())
+    assert plan.entry is None and records(run) == []
+    trainer.fit()
+    assert same_run(run, reference)
