@@ -1,17 +1,20 @@
 """Spec → Model: validate each layer entry, name layers uniquely, infer shapes.
 
-Every problem is a SpecError located at the layer's entry in the spec file; all layer
-errors are reported together.
+Validation, naming and the shape rules are torch-free (trainctl.spec.kinds.check, which
+``trainctl validate`` uses too); here the layers are made and built on a device. Every
+problem is a SpecError located at the layer's entry in the spec file; all layer errors are
+reported together.
 """
 
 from __future__ import annotations
 
 import torch
 
-from trainctl.errors import SpecError, SpecErrors, UnknownNameError
+from trainctl.errors import SpecErrors
 from trainctl.graph.model import LayerShapeError, Model
 from trainctl.nn.layers import Layer, layers
 from trainctl.spec import Spec, SpecDoc
+from trainctl.spec.kinds.check import plan_layers
 
 
 def spec_doc(spec: Spec) -> SpecDoc:
@@ -20,43 +23,11 @@ def spec_doc(spec: Spec) -> SpecDoc:
 
 
 def build_layers(spec: Spec) -> list[Layer]:
-    """Layer objects (not yet built) for ``spec.model.layers``; raises SpecErrors."""
-    doc = spec_doc(spec)
-    errors: list[SpecError] = []
-    built: list[Layer] = []
-    taken: dict[str, int] = {}
-    for i, entry in enumerate(spec.model.layers):
-        path = ("model", "layers", i)
-        try:
-            cls = layers.get(entry["type"])
-        except UnknownNameError as exc:
-            errors.append(doc.error(path + ("type",), str(exc)))
-            continue
-        try:
-            config = doc.validate(cls.Config, path)
-        except SpecErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        name = config.name or _auto_name(cls.registered_name, taken)
-        if name in taken:
-            errors.append(doc.error(path + ("name",), f"layer name {name!r} is already used by "
-                                                      f"model.layers[{taken[name]}]"))
-            continue
-        taken[name] = i
-        built.append(cls(config, name=name))
-    if errors:
-        raise SpecErrors(errors)
-    return built
-
-
-def _auto_name(base: str, taken: dict[str, int]) -> str:
-    """Keras-style unique names: dense, dense_1, dense_2, ..."""
-    if base not in taken:
-        return base
-    k = 1
-    while f"{base}_{k}" in taken:
-        k += 1
-    return f"{base}_{k}"
+    """Layer objects (not yet built) for ``spec.model.layers``, from the torch-free plan
+    of :func:`trainctl.spec.kinds.check.plan_layers` (validated options, unique names);
+    raises SpecErrors."""
+    return [layers.get(plan.kind.registered_name)(plan.config, name=plan.name)
+            for plan in plan_layers(spec_doc(spec))]
 
 
 def build_model(spec: Spec, device: torch.device | str = "cpu") -> Model:

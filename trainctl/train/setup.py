@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from trainctl.autodiff.ops.core import fmt_shape
 from trainctl.backend import manual_seed, resolve_device
 from trainctl.data import Splits, plan_data
 from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
@@ -22,6 +21,7 @@ from trainctl.nn.losses import Loss, losses
 from trainctl.nn.metrics import Metric, build_metric, metrics
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
+from trainctl.spec.kinds.check import DataFacts, fit_problems
 from trainctl.spec.yaml_loader import dump_yaml
 
 
@@ -129,24 +129,8 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
 
 
 def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:
-    """Input shape against the data; output shape against the loss and the classes."""
-    if tuple(spec.model.input_shape) != splits.input_shape:
-        check.add(("model", "input_shape"),
-                  f"input_shape {fmt_shape(spec.model.input_shape)} does not match the data: "
-                  f"source {splits.source_name!r} gives samples of shape "
-                  f"{fmt_shape(splits.input_shape)}")
-        return
-    last = ("model", "layers", len(spec.model.layers) - 1)
-    need = loss.expected_output(splits.num_classes)
-    if need is not None and tuple(model.output_shape) != tuple(need):
-        check.add(last, f"the model outputs shape {fmt_shape(model.output_shape)} but "
-                        f"{loss.registered_name} on {splits.num_classes} classes (source "
-                        f"{splits.source_name!r}) needs {fmt_shape(need)}")
-    elif need is None and loss.registered_name in ("sparse_categorical_crossentropy",
-                                                   "categorical_crossentropy", "binary_crossentropy"):
-        if splits.num_classes is None:
-            check.add(("loss", "type"), f"{loss.registered_name} needs class labels, but source "
-                                        f"{splits.source_name!r} gives regression targets")
-        elif loss.registered_name == "binary_crossentropy":
-            check.add(("loss", "type"), f"binary_crossentropy needs 2 classes, source "
-                                        f"{splits.source_name!r} has {splits.num_classes}")
+    """Input shape against the data; output shape against the loss and the classes (the
+    torch-free rule that ``trainctl validate`` applies too)."""
+    facts = DataFacts(splits.input_shape, splits.num_classes, splits.source_name)
+    check.errors.extend(fit_problems(check.doc, tuple(spec.model.input_shape),
+                                     tuple(model.output_shape), type(loss), facts))
