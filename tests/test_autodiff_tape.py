@@ -224,6 +224,12 @@ def test_integer_and_bool_sources_and_targets_raise():
         tape.gradient(y, [x, [1.0]])
 
 
+def test_backward_skips_integer_variables():
+    v, k = tc.Variable([1.0, 2.0], dtype="float64"), tc.Variable([2, 3])
+    tc.ops.sum(v * k).backward()
+    assert v.grad.tolist() == [2.0, 3.0] and k.grad is None
+
+
 def test_no_gradient_flows_through_an_integer_cast():
     x = tc.Variable([1.7, 2.2], dtype="float64")
     with tc.GradientTape() as tape:

@@ -259,24 +259,28 @@ def run(plan: Plan, sources: Sequence["Tensor"], output_gradients=None,
                 t = order.pop()
                 g = grads.get(id(t)) if id(t) in wanted else grads.pop(id(t), None)
                 node = t._node
-                if g is None:
-                    continue
-                in_grads = node.op.vjp(g, t, *node.inputs, **node.attrs)
-                for inp, ig in zip(node.inputs, in_grads):
-                    if ig is None or id(inp) not in needed:
-                        continue
-                    if ig.shape != inp.shape:
-                        ig = ops.sum_to(ig, inp.shape)
-                    if ig.dtype != inp.dtype:
-                        ig = ops.cast(ig, inp.dtype)
-                    prev = grads.get(id(inp))
-                    grads[id(inp)] = ig if prev is None else prev + ig
+                if g is not None:
+                    _apply_rule(node, g, t, grads, needed, ops)
                 if release and not any(a <= node.id < b for a, b in keep):
                     node.release()
-                del t, g, node, in_grads
+                del t, g, node
     finally:
         untrack(sources)
     return [grads.get(id(s)) for s in sources]
+
+
+def _apply_rule(node: Node, g: "Tensor", out: "Tensor", grads: dict, needed: set, ops) -> None:
+    """Add the node's input gradients into ``grads``, reduced to each input's shape and dtype."""
+    in_grads = node.op.vjp(g, out, *node.inputs, **node.attrs)
+    for inp, ig in zip(node.inputs, in_grads):
+        if ig is None or id(inp) not in needed:
+            continue
+        if ig.shape != inp.shape:
+            ig = ops.sum_to(ig, inp.shape)
+        if ig.dtype != inp.dtype:
+            ig = ops.cast(ig, inp.dtype)
+        prev = grads.get(id(inp))
+        grads[id(inp)] = ig if prev is None else prev + ig
 
 
 def release_graph(targets: Sequence["Tensor"], min_id: int = 0, max_id: float = INF,
@@ -335,7 +339,8 @@ def backward(target: "Tensor", gradient: "Tensor | None" = None, create_graph: b
     leaves, seen = [], set()
     for t in plan.order:
         for inp in t._node.inputs:
-            if isinstance(inp, Variable) and inp.trainable and id(inp) not in seen:
+            if (isinstance(inp, Variable) and inp.trainable and inp.dtype.is_floating_point
+                    and id(inp) not in seen):
                 seen.add(id(inp))
                 leaves.append(inp)
     if isinstance(target, Variable) and target.trainable and not leaves:
