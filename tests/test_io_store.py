@@ -137,3 +137,14 @@ def test_find_checkpoint_follows_final_then_latest(tmp_path):
     assert ck.find_checkpoint(store.root / "latest") == store.root / "step-000000004"
     ck.save_checkpoint(store.root / "final", {"w": torch.ones(2)}, None, {"step": 5})
     assert ck.find_checkpoint(tmp_path) == store.root / "final"
+
+
+def test_a_checkpoint_set_aside_during_a_replace_is_put_back(tmp_path):
+    """Killed between 'rename the old final aside' and 'rename the new one in'."""
+    store = CheckpointStore(tmp_path)
+    ck.save_checkpoint(tmp_path / "final", {"w": torch.ones(2)}, None, {"step": 5})
+    os.replace(tmp_path / "final", tmp_path / ".final.old-4242")
+    (tmp_path / ".final.tmp-x1").mkdir()
+    assert names(store) == []
+    assert sorted(store.clean_temporaries()) == [".final.old-4242", ".final.tmp-x1"]
+    assert names(store) == ["final"] and store.verify(store.entries()[0]).ok

@@ -275,3 +275,33 @@ def test_all_checkpoints_corrupt_is_an_error_and_none_starts_over(tmp_path, refe
     assert plan.entry is None and records(run) == []
     trainer.fit()
     assert same_run(run, reference)
+
+
+def test_monitor_must_name_a_record_value(tmp_path):
+    from trainctl.errors import SpecErrors
+
+    text = make_spec().to_yaml().replace("monitor: null", "monitor: val_acc")
+    with pytest.raises(SpecErrors) as exc:
+        new_run(tmp_path / "run", make_spec(text))
+    line = text.splitlines().index("  monitor: val_acc") + 1
+    assert str(exc.value) == (
+        f"tiny.yaml:{line}:12: checkpoint.monitor: 'val_acc' is not a value of the epoch "
+        f"records; did you mean 'val_accuracy'? known: loss, accuracy, val_loss, "
+        f"val_accuracy, learning_rate")
+
+
+def test_generators_of_absent_devices_are_reported_not_fatal(tmp_path, reference):
+    """A run saved on CUDA resumed on a CPU-only machine: its CUDA generator states cannot
+    be restored; the resume goes on and says so."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    from trainctl.train.state import capture_rng, restore_rng
+
+    rng = capture_rng()
+    rng["trainctl"]["cuda:0"] = rng["trainctl"]["cpu"]
+    rng["torch_cuda"] = [rng["trainctl"]["cpu"][:24]]
+    assert restore_rng(rng) == [
+        "the checkpoint holds 1 CUDA generator state(s) this machine cannot restore",
+        "random generator 'cuda:0' not restored (no such device here): random draws (dropout) "
+        "differ from the uninterrupted run"]
+    assert capture_rng()["trainctl"]["cpu"] == rng["trainctl"]["cpu"]  # the CPU ones were

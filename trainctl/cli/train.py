@@ -44,6 +44,7 @@ def train(
         from trainctl.io import RunDir, default_run_dir
         from trainctl.cli import resuming
         from trainctl.train import Trainer, prepare
+        from trainctl.train.checkpointer import check_monitor
         from trainctl.train.signals import SignalExit, handle_signals
 
         if resume is not None and init_from is not None:
@@ -53,6 +54,7 @@ def train(
         if apply_optimizer_changes and resume is None:
             raise TrainctlError("--apply-optimizer-changes applies only with --resume")
         setup = prepare(s)
+        check_monitor(setup)  # before any run directory is made or opened
         target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
         if target is not None:
             return _resume(spec, s, setup, target, apply_optimizer_changes)

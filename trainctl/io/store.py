@@ -153,9 +153,16 @@ class CheckpointStore:
         return [e.name for e in doomed]
 
     def clean_temporaries(self) -> list[str]:
-        """Remove leftovers of interrupted writes; returns their names."""
+        """Remove leftovers of interrupted writes; returns their names. A complete checkpoint
+        set aside while being replaced (``.<name>.old-*``) whose new version never arrived
+        is put back under its name instead."""
         names = []
         for path in list(self.iter_temporaries()):
+            original = self.root / path.name[1:].rsplit(".old-", 1)[0]
+            if ".old-" in path.name and path.is_dir() and not original.exists():
+                os.replace(path, original)
+                names.append(path.name)
+                continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

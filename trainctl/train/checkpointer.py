@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainctl.errors import CheckpointError
+from trainctl.errors import CheckpointError, SpecError, SpecErrors
 from trainctl.io import CheckpointStore, RunDir, save_checkpoint, step_name
 from trainctl.io.checkpoint import write_pointer
 from trainctl.train import state as train_state
@@ -28,6 +29,31 @@ def monitor_mode(monitor: str, mode: str) -> str:
     return "max" if _MAXIMISED.search(monitor) else "min"
 
 
+def record_keys(setup) -> list[str]:
+    """The values an epoch record of ``setup`` holds that ``monitor`` may name."""
+    names = [m.name for m in setup.metrics]
+    keys = ["loss", *names]
+    if setup.splits.sizes.get("validation", 0) > 0:
+        keys += ["val_loss", *(f"val_{n}" for n in names)]
+    return keys + ["learning_rate"]
+
+
+def check_monitor(setup) -> None:
+    """Raise SpecErrors (located at ``checkpoint.monitor``) if the spec monitors a value
+    the epoch records will not have; called before training starts."""
+    monitor = setup.spec.checkpoint.monitor
+    keys = record_keys(setup)
+    if monitor is None or monitor in keys:
+        return
+    close = difflib.get_close_matches(monitor, keys, n=2)
+    hint = ("did you mean " + " or ".join(map(repr, close)) + "? ") if close else ""
+    message = f"{monitor!r} is not a value of the epoch records; {hint}known: {', '.join(keys)}"
+    doc = setup.spec.doc
+    error = (doc.error(("checkpoint", "monitor"), message) if doc is not None
+             else SpecError(message, key="checkpoint.monitor"))
+    raise SpecErrors([error])
+
+
 class Checkpointer:
     """Saves ``trainer`` into ``run_dir/checkpoints`` as its spec's ``checkpoint:`` says.
 
@@ -39,6 +65,7 @@ class Checkpointer:
     state_key = "checkpoint_best"
 
     def __init__(self, trainer: "Trainer", run_dir: RunDir):
+        check_monitor(trainer.setup)
         self.config = trainer.setup.spec.checkpoint
         self.store = CheckpointStore(run_dir.checkpoints)
         self.monitor = self.config.monitor
