@@ -6,12 +6,16 @@ import typer
 
 from trainctl.cli.ckpt import ckpt_app
 from trainctl.cli.eval import evaluate_command
+from trainctl.cli.schema import schema_command
 from trainctl.cli.train import train
+from trainctl.cli.validate import validate_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train neural networks from a YAML spec.")
 app.command("train")(train)
 app.command("eval")(evaluate_command)
+app.command("validate")(validate_command)
+app.command("schema")(schema_command)
 app.add_typer(ckpt_app, name="ckpt")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from trainctl.cli.common import out, user_errors
+from trainctl.cli.validate import SET_HELP
 
 
 class Split(str, Enum):
@@ -24,13 +25,14 @@ def evaluate_command(
     split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Evaluate a checkpoint on a split of the spec's data (same seeded split as training)."""
     from trainctl.errors import CheckpointError
     from trainctl.spec import load_spec
 
     with user_errors():
-        s = load_spec(spec)
+        s = load_spec(spec, sets)
         from trainctl.io import load_checkpoint  # torch only once the spec is valid
         from trainctl.train import evaluate, prepare
 

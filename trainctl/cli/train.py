@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from trainctl.cli.common import err, is_tty, out, user_errors
+from trainctl.cli.validate import SET_HELP
 
 
 def train(
@@ -19,6 +20,7 @@ def train(
                                          "(default: the spec's device)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
+    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR|auto",
                                          help="Continue a run from its newest valid checkpoint; "
                                          "'auto': the --run-dir, else the latest run of this "
@@ -35,10 +37,10 @@ def train(
 ) -> None:
     """Train the model a spec describes; progress on stdout, the run in a run directory."""
     from trainctl.errors import TrainctlError
-    from trainctl.spec import load_spec
+    from trainctl.spec import flag_overrides, load_spec
 
     with user_errors():
-        s = load_spec(spec).with_overrides(seed=seed, epochs=epochs, device=device)
+        s = load_spec(spec, [*sets, *flag_overrides(seed=seed, epochs=epochs, device=device)])
         # torch and the data libraries load only once the spec itself is valid, so a
         # typo in it is reported at once
         from trainctl.io import RunDir, default_run_dir

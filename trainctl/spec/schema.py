@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, Strict
 from pydantic import field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from trainctl.errors import SpecErrors
 from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
 from trainctl.spec.doc import SpecDoc, load_doc
@@ -150,8 +151,18 @@ class Spec(Config):
 
     @classmethod
     def from_doc(cls, doc: SpecDoc) -> "Spec":
-        """Validate a whole document; raises SpecErrors with every problem found."""
-        spec = doc.validate(cls, (), exclude=())
+        """Validate a whole document; raises SpecErrors with every problem found.
+
+        When the top level has errors, the layers, loss, optimizer and metrics are checked
+        against their kinds too (:func:`trainctl.spec.kinds.check.check_references`), so a
+        typo there is reported in the same breath.
+        """
+        try:
+            spec = doc.validate(cls, (), exclude=())
+        except SpecErrors as exc:
+            from trainctl.spec.kinds.check import check_references  # imports this module
+
+            raise doc.sorted([*exc.errors, *check_references(doc).errors]) from None
         spec._doc = doc
         return spec
 

@@ -15,19 +15,23 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Optional
 
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveInt, WithJsonSchema
 
 from trainctl.errors import ShapeError
 from trainctl.registry import Registry
 from trainctl.spec.config import Config
-from trainctl.spec.kinds.names import check_activation, check_initializer
+from trainctl.spec.kinds.names import (activation_names, check_activation, check_initializer,
+                                       initializer_names)
 
 Shape = tuple[int, ...]
 
 layer_kinds: Registry[type["LayerKind"]] = Registry("layer type")
 
-ActivationName = Annotated[Optional[str], AfterValidator(check_activation)]
-InitializerName = Annotated[str, AfterValidator(check_initializer)]
+_ACTIVATIONS = {"enum": activation_names.names()}  # what editors offer (trainctl schema)
+ActivationName = Annotated[Optional[str], AfterValidator(check_activation),
+                           WithJsonSchema({"anyOf": [_ACTIVATIONS, {"type": "null"}]})]
+InitializerName = Annotated[str, AfterValidator(check_initializer),
+                            WithJsonSchema({"enum": initializer_names.names()})]
 
 
 def fmt_shape(shape) -> str:
@@ -80,7 +84,7 @@ class Activation(LayerKind):
     """A named activation, elementwise: shape unchanged."""
 
     class Config(LayerConfig):
-        activation: Annotated[str, AfterValidator(check_activation)]
+        activation: Annotated[str, AfterValidator(check_activation), WithJsonSchema(_ACTIVATIONS)]
 
 
 @layer_kinds.register("dropout")
