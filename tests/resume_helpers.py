@@ -125,9 +125,10 @@ def resume_run(path: Path, spec: Spec, *, apply_optimizer_changes: bool = False)
 
 
 def records(run: Path) -> list[dict]:
-    """metrics.jsonl without the wall-clock field."""
+    """metrics.jsonl without the wall-clock fields."""
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "input_wait")}
+            for line in lines]
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -65,7 +65,7 @@ train: {epochs: 2}
 """
 
 RECORD_KEYS = ["epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy",
-               "learning_rate", "seconds"]
+               "learning_rate", "seconds", "input_wait"]
 
 
 def invoke(*args: str):
@@ -160,6 +160,7 @@ def test_metrics_jsonl_has_one_record_per_epoch(iris_run):
         assert 0 <= record["accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
         assert record["loss"] > 0 and record["val_loss"] > 0
         assert record["learning_rate"] == 0.01
+        assert 0 <= record["input_wait"] <= 1
     assert records[-1]["loss"] < records[0]["loss"]
 
 
@@ -175,7 +176,7 @@ def test_overrides_take_effect(work, override_run):
 
 
 def without_seconds(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "input_wait")} for r in records]
 
 
 def test_same_seed_same_metrics(work, iris_run):

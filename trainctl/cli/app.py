@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from trainctl.cli.ckpt import ckpt_app
+from trainctl.cli.data import data_app
 from trainctl.cli.eval import evaluate_command
 from trainctl.cli.schema import schema_command
 from trainctl.cli.train import train
@@ -17,6 +18,7 @@ app.command("eval")(evaluate_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.add_typer(ckpt_app, name="ckpt")
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -92,8 +92,10 @@ class Dataset:
         """Iterate the next epoch of this dataset's counter (0 on the first call)."""
         return self.iterator()
 
-    def iterator(self, epoch: int | None = None):
-        """A :class:`~trainctl.data.iterator.DatasetIterator` over epoch ``epoch``.
+    def iterator(self, epoch: int | None = None, position: int = 0):
+        """A :class:`~trainctl.data.iterator.DatasetIterator` over epoch ``epoch`` from
+        element ``position`` on (skipping, without computing them where the steps allow,
+        the elements before it).
 
         ``epoch=None`` takes the dataset's counter and advances it (what ``iter()`` does).
         The iterator's ``state()`` can be saved and resumed with :meth:`iterator_from_state`.
@@ -104,15 +106,17 @@ class Dataset:
             epoch = self._epoch
             self._epoch += 1
         check_int("iterator", "epoch", epoch, minimum=0)
-        return DatasetIterator(self, int(epoch))
+        check_int("iterator", "position", position, minimum=0)
+        return DatasetIterator(self, int(epoch), int(position))
 
-    def iterate(self, epoch: int = 0):
-        """Iterate epoch ``epoch`` (int >= 0); the same epoch always gives the same elements.
+    def iterate(self, epoch: int = 0, position: int = 0):
+        """Iterate epoch ``epoch`` (int >= 0) from element ``position``; the same epoch
+        always gives the same elements.
 
         Does not move the counter used by ``iter()``. Raises DataError for a bad epoch.
         """
         check_int("iterate", "epoch", epoch, minimum=0)
-        return self.iterator(int(epoch))
+        return self.iterator(int(epoch), position)
 
     def iterator_from_state(self, state: dict[str, Any]):
         """An iterator resuming where the one that gave ``state`` (its ``state()``) stood.

@@ -164,6 +164,7 @@ class DataPlan:
     def __init__(self, data: DataConfig, base_dir: Path, source: Part | None,
                  sections: dict[str, Section]):
         self.data, self.base_dir, self.source, self.sections = data, base_dir, source, sections
+        self.class_names: tuple[str, ...] | None = None
 
     @property
     def source_name(self) -> str:
@@ -207,6 +208,7 @@ class DataPlan:
         return Splits(train=built["train"], validation=built["validation"], test=built["test"],
                       input_shape=tuple(int(s) for s in spec[0].shape[1:] if s is not None),
                       num_classes=num_classes, stats=None, source_name=self.source_name,
+                      class_names=self.class_names,
                       sizes={name: len(parts[name][1]) for name in SECTIONS})
 
     def _steps_of(self, name: str) -> list[Part]:
@@ -223,6 +225,7 @@ class DataPlan:
             sizes = _split_sizes(len(data), self.data.split.validation, self.data.split.test)
             labels = data.y if data.num_classes is not None else None
             index = _split_indices(len(data), sizes, labels, seed)
+            self.class_names = data.class_names
             return {name: (data.x[i], data.y[i], data.num_classes) for name, i in index.items()}
         out = {}
         for name in SECTIONS:
@@ -233,6 +236,8 @@ class DataPlan:
                 continue
             data = self._load(section.source, seed)
             out[name] = (data.x, data.y, data.num_classes)
+            if name == "train":
+                self.class_names = data.class_names
         return out
 
     def resolved(self) -> dict[str, Any]:

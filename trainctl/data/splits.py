@@ -45,7 +45,8 @@ class Splits:
 
     ``input_shape`` is one element's feature shape, ``sizes`` the number of samples per
     split (keys train, validation, test), ``stats`` the standardisation applied (or None),
-    ``source_name`` the spec type of the source (for messages).
+    ``source_name`` the spec type of the source (for messages), ``class_names`` the
+    source's names of the classes (or None).
     """
 
     train: Dataset
@@ -56,6 +57,7 @@ class Splits:
     sizes: dict[str, int]
     stats: Stats | None
     source_name: str = ""
+    class_names: tuple[str, ...] | None = None
 
 
 def build_splits(source_data: SourceData, validation: float = 0.1, test: float = 0.2,
@@ -103,6 +105,7 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
         sizes=sizes,
         stats=stats,
         source_name=source_name,
+        class_names=source_data.class_names,
     )
 
 

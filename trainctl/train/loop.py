@@ -8,7 +8,6 @@ host-device synchronisation unless a progress reporter asks for the live loss.
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any, Iterable, Iterator
 
@@ -63,6 +62,7 @@ class Trainer:
         self._progress: dict[str, Any] | None = None
         self._epoch_start = time.perf_counter()
         self._epoch_elapsed = 0.0
+        self.input_wait = 0.0  # of the last epoch: seconds waiting for batches / training seconds
         self.checkpointer = Checkpointer(self, run_dir) if run_dir is not None else None
 
     # ---- one step ---------------------------------------------------------------------
@@ -99,8 +99,8 @@ class Trainer:
                 break  # stopped between two steps of the epoch
             self.epoch, self.batch = self.epoch + 1, 0
             self.history.append(record)
-            if self.run_dir is not None:
-                self.run_dir.append_metrics(record)
+            if self.run_dir is not None:  # + the share of training time spent waiting for input
+                self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
             self.callbacks.on_epoch_end(self.epoch, record)
             if self.checkpointer is not None:
                 self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
@@ -160,7 +160,8 @@ class Trainer:
             total, count, self._epoch_elapsed = train_state.restore_progress(self, self._progress)
             self._progress = None
         self._epoch_sums = (total, count)
-        batches = itertools.islice(ds.iterate(epoch=epoch - 1), self.batch, None)
+        batches = _Timed(ds.iterate(epoch=epoch - 1, position=self.batch))
+        train_start = time.perf_counter()
         for batch, last in _with_last(batches):
             x, y = to_tensors(batch, s.device)
             per_sample, pred = self.train_step(x, y)
@@ -176,6 +177,7 @@ class Trainer:
             if not last and self._after_step():
                 self._progress = train_state.capture_progress(self)  # for a later fit()
                 return None
+        self.input_wait = round(batches.waited / max(time.perf_counter() - train_start, 1e-9), 4)
         record: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                   "loss": float(total.item()) / count if count else float("nan")}
         for m in s.metrics:
@@ -199,6 +201,23 @@ class Trainer:
     def save(self, path, kind: str = "manual"):
         """Write a complete checkpoint of the trainer's current state at ``path``."""
         return save_checkpoint(path, *train_state.capture(self, kind))
+
+
+class _Timed:
+    """Iterates ``items``, adding up in ``waited`` the seconds spent waiting for them."""
+
+    def __init__(self, items: Iterable[Any]):
+        self._it, self.waited = iter(items), 0.0
+
+    def __iter__(self) -> "_Timed":
+        return self
+
+    def __next__(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return next(self._it)
+        finally:
+            self.waited += time.perf_counter() - start
 
 
 def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
