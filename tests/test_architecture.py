@@ -18,11 +18,12 @@ RANK = {
     "autodiff": 3,
     "nn": 4, "optim": 4, "data": 4,
     "graph": 5, "io": 5,
-    "train": 6,
+    "train": 6, "check": 6,
     "cli": 7,
 }
 SAME_RANK_FORBIDDEN = {("nn", "optim"), ("nn", "data"), ("optim", "nn"), ("optim", "data"),
-                       ("data", "nn"), ("data", "optim"), ("graph", "io"), ("io", "graph")}
+                       ("data", "nn"), ("data", "optim"), ("graph", "io"), ("io", "graph"),
+                       ("train", "check")}
 
 
 def _modules():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from trainctl.cli.bench import bench_command
 from trainctl.cli.ckpt import ckpt_app
+from trainctl.cli.doctor import doctor_command
 from trainctl.cli.data import data_app
 from trainctl.cli.eval import evaluate_command
+from trainctl.cli.smoke import smoke_command
 from trainctl.cli.schema import schema_command
 from trainctl.cli.train import train
 from trainctl.cli.validate import validate_command
@@ -15,6 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train neural networks from a YAML spec.")
 app.command("train")(train)
 app.command("eval")(evaluate_command)
+app.command("smoke")(smoke_command)
+app.command("doctor")(doctor_command)
+app.command("bench")(bench_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.add_typer(ckpt_app, name="ckpt")
