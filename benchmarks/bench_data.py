@@ -119,7 +119,6 @@ def main() -> None:
         loader = torch_loader(tensors, workers)
         rows.append((f"in memory: DataLoader(TensorDataset), num_workers={workers}",
                      epoch_rate(lambda r: loader, n, repeats)))
-        del loader
 
     with tempfile.TemporaryDirectory() as tmp:
         images = (x * 255).astype(np.uint8)
@@ -135,7 +134,6 @@ def main() -> None:
             loader = torch_loader(MemmapImages(mapped, y), workers)
             rows.append((f"IDX file (mmap): DataLoader(map-style Dataset), num_workers={workers}",
                          epoch_rate(lambda r: loader, n, 1)))
-            del loader
 
     small = (x[:4000 if args.quick else 8000].reshape(-1, 28, 28) * 255).astype(np.uint8)
     ys = y[:len(small)]

@@ -277,3 +277,33 @@ def test_element_spec_through_steps():
     assert ds.batch(4).unbatch().element_spec == ds.element_spec
     assert ds.take(2).skip(1).shard(2, 0).cache().prefetch(1).element_spec == ds.element_spec
     assert ds.map(lambda x, y: x[:2]).element_spec == TensorSpec((2,), np.dtype(np.float32))
+
+
+# -- prefetch onto a device ---------------------------------------------------------------
+
+def test_prefetch_to_device_gives_torch_tensors_in_order():
+    import torch
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    plain = Dataset.from_tensor_slices((x, np.arange(10))).shuffle(10, seed=1).batch(4)
+    sent = plain.prefetch_to_device("cpu", buffer_size=2)
+    pairs = list(zip(sent.iterate(1), plain.iterate(1)))
+    assert len(pairs) == 3
+    for (tx, ty), (nx, ny) in pairs:
+        assert isinstance(tx, torch.Tensor) and tx.device.type == "cpu"
+        assert torch.equal(tx, torch.from_numpy(nx)) and torch.equal(ty, torch.from_numpy(ny))
+    with pytest.raises(DataError, match="cannot send"):
+        list(Dataset.from_tensor_slices(np.array(["a"])).prefetch_to_device("cpu"))
+
+
+@pytest.mark.cuda
+def test_prefetch_to_cuda_uses_pinned_memory_and_keeps_values():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = np.random.default_rng(0).random((64, 3)).astype(np.float32)
+    ds = Dataset.from_tensor_slices(x).batch(16).prefetch_to_device("cuda", buffer_size=3)
+    got = [t for t in ds]
+    assert all(t.device.type == "cuda" for t in got)
+    np.testing.assert_array_equal(torch.cat(got).cpu().numpy(), x)
