@@ -4,7 +4,11 @@ learning-rate callback (a schedule stand-in), and helpers to train, stop and res
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +144,45 @@ def same_run(a: Path, b: Path) -> bool:
     wa, wb = final_weights(a), final_weights(b)
     return records(a) == records(b) and wa.keys() == wb.keys() and \
         all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def fork_cli(args: list[str], slow_write: float = 0.0, output: Path | None = None) -> int:
+    """Fork a process running ``trainctl ARGS``; returns its pid. The imports are inherited
+    (no start-up cost); stdout and stderr go to ``output`` (else nowhere); checkpoint files
+    take ``slow_write`` seconds each to write. Its exit code is the command's."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        sink = os.open(output or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        sys.stdout = sys.stderr = open(1, "w", closefd=False, buffering=1)
+        torch.set_num_threads(1)
+        from trainctl.io.checkpoint import SLOW_WRITE_ENV
+
+        os.environ[SLOW_WRITE_ENV] = str(slow_write)
+        from trainctl.cli.app import app
+
+        result = app(args, prog_name="trainctl", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - any failure is reported by the exit code
+        code = 71
+    finally:
+        os._exit(code)
+
+
+def wait(pid: int, timeout: float) -> int:
+    """The exit code of ``pid``; kills it and fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"process {pid} did not finish in {timeout} s")
