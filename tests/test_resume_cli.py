@@ -81,7 +81,7 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_skipped(work, reference, tm
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].startswith(
         "warning: checkpoint step-000000013 is corrupt (weights.safetensors: SHA-256 mismatch")
-    assert f"from step-000000012 (step 12," in result.stdout
+    assert "from step-000000012 (step 12," in result.stdout
     assert same_run(run, reference)
 
 
