@@ -32,7 +32,7 @@ MOMENTS_LOST = [1.3495415377554414, -1.6502806667232646]
 # Shared by this process and the fresh one (run with ``python -c``).
 PROGRAM = '''
 import torch
-from trainctl.autodiff import Variable
+from trainctl.autodiff import Variable, tensor
 from trainctl.optim import Adam
 
 class StepSchedule:
