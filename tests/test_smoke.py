@@ -183,6 +183,36 @@ def test_timeout_fails_the_spec_and_skips_the_rest(specs):
     assert report.seconds < 5
 
 
+def test_deadline_interrupts_only_inside_a_check():
+    with Deadline(0.05) as d:
+        time.sleep(0.15)  # between two checks: the timer fires but does not raise here
+        t0 = time.perf_counter()
+        with pytest.raises(SpecTimeout):
+            with d.interruptible():  # ... the next check raises at once
+                time.sleep(5)
+        assert time.perf_counter() - t0 < 1
+    with Deadline(0.05) as d:
+        t0 = time.perf_counter()
+        with pytest.raises(SpecTimeout):
+            with d.interruptible():
+                time.sleep(5)  # interrupted by the timer
+        assert time.perf_counter() - t0 < 1
+
+
+def test_deadline_lets_the_engine_return_first():
+    # a function whose code says it lives in trainctl/autodiff/: the timer must not unwind it
+    code = "import time\ndef spin(done):\n    time.sleep(0.3)\n    done.append(1)\n"
+    scope: dict = {}
+    exec(compile(code, str(Path("x") / "trainctl" / "autodiff" / "fake.py"), "exec"), scope)
+    done: list = []
+    with Deadline(0.05) as d:
+        with pytest.raises(SpecTimeout):
+            with d.interruptible():
+                scope["spin"](done)  # the alarm fires in here ...
+                time.sleep(5)        # ... and raises here, once spin has returned
+    assert done == [1]
+
+
 def test_deadline_is_cooperative_off_the_main_thread():
     caught = []
 
@@ -232,7 +262,8 @@ def test_cli_table_exit_code_junit_and_json(specs, tmp_path):
     assert root.get("tests") == "21" and len(root.findall("testsuite")) == 3
     assert not list(tmp_path.glob(".report.xml.*"))  # no temporary file left behind
 
-    result = runner.invoke(app, ["smoke", str(specs["good"]), "--steps", "2", "--json"])
+    result = runner.invoke(app, ["smoke", str(specs["good"]), "--steps", "2", "--json",
+                                 "--device", "cpu"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["ok"] is True and payload["passed"] == 1 and payload["failed"] == 0
@@ -240,6 +271,17 @@ def test_cli_table_exit_code_junit_and_json(specs, tmp_path):
     [spec] = payload["specs"]
     assert [c["name"] for c in spec["checks"]] == CHECKS
     assert len(spec["checks"][3]["values"]["losses"]) == 2
+
+
+def test_cli_timeout_fails_a_slow_spec_and_runs_the_next(specs):
+    result = CliRunner().invoke(app, ["smoke", str(specs["good"]), str(specs["typo"]),
+                                      "--steps", "100000", "--timeout", "0.5", "--json"])
+    assert result.exit_code == 1
+    good, typo = json.loads(result.stdout)["specs"]
+    statuses = [c["status"] for c in good["checks"]]
+    assert "fail" in statuses and statuses[-1] == "skip"
+    assert any("timed out after 0.5 s" in c["detail"] for c in good["checks"])
+    assert typo["checks"][0]["status"] == "fail"  # the next spec still ran
 
 
 def test_cli_user_errors_exit_2(specs, tmp_path):

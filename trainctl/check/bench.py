@@ -231,16 +231,45 @@ def _memory(setup, step: Callable, torch_step: Callable | None) -> dict[str, flo
     return mem
 
 
+def _time_steps(setup, x, y, reference, warmup: int, iterations: int):
+    """Time our taped forward + loss and our training step, and the reference's (if any)
+    alternately in one loop (who goes first alternates too). Returns ``(ours, theirs)``:
+    ``{"forward"|"step": (fn, Timing)}``, ``theirs`` None without a reference."""
+    from trainctl.autodiff import GradientTape, ops
+    from trainctl.train import Trainer
+
+    trainer = Trainer(setup)
+
+    def our_forward():
+        with GradientTape():
+            return ops.mean(setup.loss(y, setup.model(x, training=True)))
+
+    ours = {"forward": (our_forward, Timing()),
+            "step": (lambda: trainer.train_step(x, y), Timing())}
+    theirs = None
+    if reference is not None:
+        tx, ty = x.data, y.data
+        theirs = {"forward": (lambda: reference.forward(tx, ty), Timing()),
+                  "step": (lambda: reference(tx, ty), Timing())}
+    for it in range(warmup + iterations):
+        for key in ("forward", "step"):
+            pair = [ours[key]] + ([theirs[key]] if theirs else [])
+            for fn, timing in (pair if it % 2 == 0 else pair[::-1]):
+                seconds, _ = _timed(fn, setup.device)
+                if it >= warmup:
+                    timing.seconds.append(seconds)
+    return ours, theirs
+
+
 def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
                device: str | None = None, batch_size: int | None = None,
                compare_torch: bool = False) -> BenchReport:
     """Time the spec's model (see the module docstring). Raises the spec's errors
     (SpecErrors, DataError, DeviceError) and, with ``compare_torch``, TrainctlError for a
     part without a PyTorch translation."""
-    from trainctl.autodiff import GradientTape, ops
     from trainctl.backend import manual_seed
     from trainctl.spec import load_spec
-    from trainctl.train import Trainer, prepare
+    from trainctl.train import prepare
     from trainctl.train.loop import training_seed
 
     if iterations < 1 or warmup < 0:
@@ -261,26 +290,7 @@ def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
     for it in range(warmup + iterations):
         layerwise_pass(setup, x, y, rows if it >= warmup else None)
 
-    trainer = Trainer(setup)
-
-    def our_forward():
-        with GradientTape():
-            return ops.mean(setup.loss(y, model(x, training=True)))
-
-    ours = {"forward": (our_forward, Timing()),
-            "step": (lambda: trainer.train_step(x, y), Timing())}
-    theirs = None
-    if reference is not None:
-        tx, ty = x.data, y.data
-        theirs = {"forward": (lambda: reference.forward(tx, ty), Timing()),
-                  "step": (lambda: reference(tx, ty), Timing())}
-    for it in range(warmup + iterations):
-        for key in ("forward", "step"):
-            pair = [ours[key]] + ([theirs[key]] if theirs else [])
-            for fn, timing in (pair if it % 2 == 0 else pair[::-1]):  # alternate who goes first
-                seconds, _ = _timed(fn, dev)
-                if it >= warmup:
-                    timing.seconds.append(seconds)
+    ours, theirs = _time_steps(setup, x, y, reference, warmup, iterations)
     report = BenchReport(spec=str(path), name=spec.name, device=str(dev),
                          batch_size=int(x.shape[0]), iterations=iterations, warmup=warmup,
                          threads=torch.get_num_threads(), layers=rows,

@@ -39,10 +39,14 @@ def bench_command(
 
         from trainctl.check.bench import bench_spec
 
+        before = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
-        report = bench_spec(spec, iterations=iterations, warmup=warmup, device=device,
-                            batch_size=batch_size, compare_torch=compare_torch)
+        try:
+            report = bench_spec(spec, iterations=iterations, warmup=warmup, device=device,
+                                batch_size=batch_size, compare_torch=compare_torch)
+        finally:
+            torch.set_num_threads(before)
         if as_json:
             typer.echo(json.dumps(report.to_dict()))
         else:
