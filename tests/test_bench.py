@@ -6,6 +6,7 @@ never asserted (speed is measured, not tested)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ from typer.testing import CliRunner
 
 from trainctl.autodiff import GradientTape, no_grad, ops
 from trainctl.check.bench import bench_batch, bench_spec, layerwise_pass
-from trainctl.check.torch_ref import TorchStep
+from trainctl.check.torch_ref import TorchStep, torch_layer, torch_loss
 from trainctl.cli.app import app
+from trainctl.errors import TrainctlError
 from trainctl.spec import load_spec
 from trainctl.train import Trainer, prepare
 
@@ -24,6 +26,10 @@ DROPOUT = GOOD.replace("    - {type: dense, units: 3}",
                        "    - {type: dropout, rate: 0.25}\n    - {type: dense, units: 3}")
 SGD = GOOD.replace("optimizer: {type: adam, learning_rate: 0.02}",
                    "optimizer: {type: sgd, learning_rate: 0.1, momentum: 0.9, nesterov: true}")
+SOFTMAX = GOOD.replace("    - {type: dense, units: 3}",
+                       "    - {type: dense, units: 3, activation: softmax}").replace(
+    "{type: sparse_categorical_crossentropy, from_logits: true}",
+    "{type: categorical_crossentropy}")
 BLOBS = """\
 name: tiny-blobs
 seed: 3
@@ -47,8 +53,13 @@ def _setup(tmp_path, text, name="spec.yaml"):
     return prepare(load_spec(write(tmp_path, name, text)), "cpu")
 
 
-@pytest.mark.parametrize("text", [GOOD, DROPOUT, SGD, BLOBS], ids=["adam", "dropout", "sgd",
-                                                                   "adamw-bce"])
+SIGMOID = BLOBS.replace("    - {type: dense, units: 1}",
+                        "    - {type: dense, units: 1, activation: sigmoid}").replace(
+    "from_logits: true", "from_logits: false")
+
+
+@pytest.mark.parametrize("text", [GOOD, DROPOUT, SGD, BLOBS, SOFTMAX, SIGMOID],
+                         ids=["adam", "dropout", "sgd", "adamw-bce", "softmax-cce", "sigmoid-bce"])
 def test_torch_reference_is_the_same_model(tmp_path, text):
     setup = _setup(tmp_path, text)
     x, y = bench_batch(setup, None)
@@ -126,14 +137,24 @@ def test_bench_command(tmp_path):
     assert "torch" not in payload and len(payload["layers"]) == 3
 
 
+def test_untranslatable_parts_are_named():
+    fake = SimpleNamespace(registered_name="hinge", config=SimpleNamespace())
+    with pytest.raises(TrainctlError, match="no PyTorch translation of loss 'hinge'"):
+        torch_loss(fake)
+    with pytest.raises(TrainctlError, match="no PyTorch translation of layer type 'lstm'"):
+        torch_layer(SimpleNamespace(registered_name="lstm", config=None))
+    config = SimpleNamespace(activation="swoosh", units=1, use_bias=False)
+    dense = SimpleNamespace(registered_name="dense", config=config, input_shape=(2,),
+                            kernel=torch.zeros(2, 1), bias=None)
+    with pytest.raises(TrainctlError, match="activation 'swoosh'"):
+        torch_layer(dense)
+
+
 def test_bench_command_user_errors(tmp_path):
     runner = CliRunner()
     path = write(tmp_path, "spec.yaml", GOOD)
     result = runner.invoke(app, ["bench", str(path), "--batch-size", "1000"])
     assert result.exit_code == 2 and "only 90 samples" in result.stderr
-    probs = write(tmp_path, "probs.yaml", GOOD.replace("from_logits: true", "from_logits: false"))
-    result = runner.invoke(app, ["bench", str(probs), "-n", "1", "--compare-torch"])
-    assert result.exit_code == 2 and "no PyTorch translation of loss" in result.stderr
     typo = write(tmp_path, "typo.yaml", GOOD.replace("units: 8", "unitz: 8"))
     result = runner.invoke(app, ["bench", str(typo)])
     assert result.exit_code == 2 and "unitz" in result.stderr

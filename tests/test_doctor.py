@@ -191,6 +191,16 @@ def test_data_check_counts_classes_and_finds_problems():
     assert check.status == "warn" and "class(es) 2 never appear" in check.detail
 
 
+def test_data_check_warns_on_regression_targets_far_from_unit_scale():
+    x = np.zeros((20, 2), np.float32)
+    t = np.linspace(-1.5, 1.5, 20).astype(np.float32)
+    check = CHECKS["data"].run(_data_ctx(x, t, outputs=1, loss="mean_squared_error"))
+    assert check.status == "pass" and check.values["target_std"] == pytest.approx(np.std(t))
+    check = CHECKS["data"].run(_data_ctx(x, t + 150, outputs=1, loss="mean_squared_error"))
+    assert check.status == "warn" and "standardize the targets" in check.detail
+    assert check.values["target_mean"] == pytest.approx(150, abs=1e-4)
+
+
 def test_doctor_command(good, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["doctor", str(good), "--steps", "2", "--grad-samples", "4"])

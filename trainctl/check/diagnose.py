@@ -18,6 +18,8 @@ CLASS_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 MAX_SAMPLES = 200_000
 #: Initial loss outside [LOW, HIGH] × its expected value is a warning.
 LOW, HIGH = 0.5, 1.5
+#: Regression targets whose |mean| or std exceeds this are a warning.
+TARGET_SCALE = 10.0
 #: Activation standard deviations outside [SMALL, LARGE] are warnings.
 SMALL, LARGE = 1e-3, 1e3
 
@@ -77,6 +79,11 @@ def _data(ctx: Context) -> Check:
         y = labels["train"][1]
         values["target_mean"], values["target_std"] = float(y.mean()), float(y.std())
         parts.append(f"targets mean {y.mean():.4g}, std {y.std():.4g}")
+        if max(abs(float(y.mean())), float(y.std())) > TARGET_SCALE:
+            warns.append(f"regression targets of mean {y.mean():.4g} and std {y.std():.4g}, "
+                         f"while a fresh model outputs values of scale ~1: the output layer "
+                         f"must travel far (slow with adaptive optimizers); standardize the "
+                         f"targets or start the output bias at their mean")
     detail = "; ".join(fails or warns + parts)
     return Check("", FAIL if fails else WARN if warns else PASS, detail, values=values)
 
@@ -207,7 +214,8 @@ DOCTOR: list[CheckDef] = [
     _SMOKE["validate"], _SMOKE["build"],
     CheckDef("data", _data, "Reads every split: NaN or Inf in features or labels, class ids "
              "outside 0..outputs-1 for the loss (a silent garbage gradient or an index error "
-             "later), classes missing from the train split, and the balance of the classes."),
+             "later), classes missing from the train split, the balance of the classes, and the "
+             f"scale of regression targets (|mean| or std above {TARGET_SCALE:g} warns)."),
     CheckDef("initial_loss", _initial_loss, "At initialisation a model knows nothing, so its "
              "loss should be near that of a uniform guess: ln(C) for softmax cross-entropy "
              "over C classes, ln 2 for binary cross-entropy. Much higher means overconfident "

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trainctl.errors import TrainctlError
+from trainctl.nn.losses import EPSILON
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "linear": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
@@ -61,19 +62,35 @@ def torch_model(model) -> nn.Sequential:
 
 
 def torch_loss(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``fn(outputs, labels) -> mean loss`` equal to the mean of our per-sample loss."""
+    """``fn(outputs, labels) -> mean loss`` equal to the mean of our per-sample loss
+    (probabilities, without ``from_logits``, are normalised and clipped to [1e-7, 1 - 1e-7]
+    as trainctl.nn.losses does, Keras' rule)."""
     name, logits = loss.registered_name, bool(getattr(loss.config, "from_logits", False))
-    if name in ("sparse_categorical_crossentropy", "categorical_crossentropy") and logits:
+    if name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
         ce = nn.CrossEntropyLoss()
-        return lambda out, y: ce(out, y.long()) if not y.is_floating_point() else ce(out, y)
+
+        def log_probs(out):
+            if logits:
+                return torch.log_softmax(out, dim=-1)
+            return torch.log((out / out.sum(dim=-1, keepdim=True)).clamp(EPSILON, 1 - EPSILON))
+
+        def cross_entropy(out, y):
+            if y.is_floating_point():  # one-hot or soft labels
+                return -(y * log_probs(out)).sum(dim=-1).mean()
+            return ce(out, y.long()) if logits else nn.functional.nll_loss(log_probs(out), y.long())
+
+        return cross_entropy
     if name == "binary_crossentropy":
-        bce = nn.BCEWithLogitsLoss() if logits else nn.BCELoss()
-        return lambda out, y: bce(out, y.to(out.dtype).reshape(out.shape))
+        if logits:
+            bce = nn.BCEWithLogitsLoss()
+            return lambda out, y: bce(out, y.to(out.dtype).reshape(out.shape))
+        bce = nn.BCELoss()
+        return lambda out, y: bce(out.clamp(EPSILON, 1 - EPSILON),
+                                  y.to(out.dtype).reshape(out.shape))
     if name == "mean_squared_error":
         mse = nn.MSELoss()
         return lambda out, y: mse(out, y.to(out.dtype).reshape(out.shape))
-    raise TrainctlError(f"--compare-torch: no PyTorch translation of loss {name!r}"
-                        f"{' without from_logits' if not logits else ''}")
+    raise TrainctlError(f"--compare-torch: no PyTorch translation of loss {name!r}")
 
 
 def torch_optimizer(optimizer, params) -> torch.optim.Optimizer:
