@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -65,9 +64,6 @@ def train(
 
             resuming.report_init(load_initial(setup.model, init_from, init_filter))
         path = run_dir if run_dir is not None else default_run_dir(s.name)
-        if path.exists() and not path.is_dir():
-            raise TrainctlError(f"--run-dir {str(path)!r} is a file, not a directory")
-        created = not path.exists()
         try:
             rd = RunDir(path).create(setup.resolved_yaml())
         except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
@@ -81,8 +77,8 @@ def train(
             with handle_signals(trainer, s.checkpoint.signals):
                 trainer.fit()
         except BaseException as exc:
-            if created and not any(rd.checkpoints.glob("*")):
-                shutil.rmtree(path, ignore_errors=True)
+            if not any(rd.checkpoints.glob("*")):
+                rd.discard()
                 err.print(f"removed the unfinished run directory {path}", markup=False)
             if isinstance(exc, SignalExit):
                 raise typer.Exit(resuming.aborted(exc, trainer, spec, path)) from None

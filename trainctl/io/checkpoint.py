@@ -125,6 +125,7 @@ def save_checkpoint(path: str | os.PathLike, weights: dict[str, torch.Tensor],
             write_file(tmp / name, data)
             digests[name] = hashlib.sha256(data).hexdigest()
         write_file(tmp / MANIFEST, format_manifest(digests).encode("ascii"))
+        _usual_permissions(tmp)
         fsync_dir(tmp)
         _rename_into_place(tmp, path)
         fsync_dir(path.parent)
@@ -139,6 +140,16 @@ def save_checkpoint(path: str | os.PathLike, weights: dict[str, torch.Tensor],
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; give it and its files the modes any other
+    file of the run gets (0777 / 0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~mask)
 
 
 def _rename_into_place(tmp: Path, path: Path) -> None:
@@ -205,6 +216,13 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     Raises CheckpointError when none is there, or for a pickle-based file.
     """
     path = Path(path)
+    try:
+        return _find_checkpoint(path)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _find_checkpoint(path: Path) -> Path:
     refuse_pickle(path)
     if path.is_file() and path.name in POINTERS:
         name = read_pointer(path)

@@ -17,7 +17,7 @@ SPEC_FILE, METRICS_FILE, CHECKPOINTS = "spec.yaml", "metrics.jsonl", "checkpoint
 def default_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     """``root/<name>-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3``... if that exists already."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "run"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "run"
     base = Path(root) / f"{safe}-{stamp}"
     path, k = base, 2
     while path.exists():
@@ -32,6 +32,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.metrics_lines = 0  # complete lines in metrics.jsonl (what a checkpoint records)
+        self.created: Path | None = None  # the topmost folder create() made, if any
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunDir":
@@ -75,10 +76,17 @@ class RunDir:
         """Make the directory (it must not hold a previous run) and write the resolved spec."""
         from trainctl.errors import TrainctlError
 
-        if (self.path / METRICS_FILE).exists():
-            raise TrainctlError(f"run directory {str(self.path)!r} already holds a run; "
-                                f"choose another --run-dir")
         try:
+            if (self.path / METRICS_FILE).exists():
+                raise TrainctlError(f"run directory {str(self.path)!r} already holds a run; "
+                                    f"choose another --run-dir (or --resume it)")
+            if self.path.exists() and not self.path.is_dir():
+                raise TrainctlError(f"run directory {str(self.path)!r} is a file, not a directory")
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise TrainctlError(f"run directory {str(self.path)!r} exists and is not empty; "
+                                    f"choose another --run-dir (nothing there was changed)")
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+            self.created = missing[-1] if missing else None
             self.path.mkdir(parents=True, exist_ok=True)
             tmp = self.path / f".{SPEC_FILE}.tmp"
             tmp.write_text(spec_yaml, encoding="utf-8")
@@ -98,6 +106,20 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())  # on disk before any checkpoint that counts this line
         self.metrics_lines += 1
+
+    def discard(self) -> None:
+        """Remove what :meth:`create` made: the folders it created, or, in a folder that
+        existed (empty) before, the files written since."""
+        import shutil
+
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+        elif self.path.is_dir():
+            for entry in self.path.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     @property
     def checkpoints(self) -> Path:
