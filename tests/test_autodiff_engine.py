@@ -435,3 +435,18 @@ def test_expand_dims_rejects_an_out_of_range_axis():
     for axis in (3, -4):
         with pytest.raises(ShapeError, match=f"expand_dims: axis {axis} is out of range"):
             tc.ops.expand_dims(x, axis)
+
+
+def test_concat_takes_a_list_as_tensorflow_and_numpy_write_it():
+    a = tc.tensor([[1.0, 2.0]])
+    b = tc.tensor([[3.0, 4.0]])
+    assert tc.ops.concat([a, b], axis=0).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert tc.ops.concat((a, b), axis=1).tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert tc.ops.concat(a, b, axis=0).shape == (2, 2)
+
+
+def test_a_ragged_nested_list_is_a_shape_error():
+    from trainctl.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="unequal lengths"):
+        tc.tensor([[1, 2], [3]])

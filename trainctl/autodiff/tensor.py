@@ -32,7 +32,12 @@ def to_torch(data: Any, dtype=None, device=None) -> torch.Tensor:
     elif isinstance(data, torch.Tensor):
         t = data.detach()
     else:
-        arr = np.asarray(data)
+        try:
+            arr = np.asarray(data)
+        except ValueError as exc:  # a ragged nested list
+            from trainctl.errors import ShapeError
+            raise ShapeError(f"tensor: nested sequences of unequal lengths cannot form a tensor "
+                             f"({str(exc).split(';')[0].split(' The')[0]})") from None
         if arr.dtype == np.float64 and dtype is None:
             dtype = DEFAULT_FLOAT
         if arr.dtype.kind in "OUS":

@@ -50,15 +50,16 @@ class Op:
     """
 
     __slots__ = ("name", "forward", "vjp", "differentiable", "broadcasting", "n_inputs",
-                 "attr_names", "__dict__")
+                 "attr_names", "variadic", "__dict__")
 
     def __init__(self, name: str, forward: Callable, differentiable: bool, broadcasting: bool,
                  inputs: int | None = None):
         params = inspect.signature(forward).parameters.values()
         positional = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
         if inputs is None:
-            varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
             inputs = len(positional) if broadcasting or varargs else 1
+        self.variadic = varargs
         self.n_inputs = inputs
         self.attr_names = tuple(positional[inputs:])
         self.name = name
@@ -75,6 +76,8 @@ class Op:
         return rule
 
     def __call__(self, *inputs, **attrs) -> Tensor:
+        if self.variadic and len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
+            inputs = tuple(inputs[0])  # concat([a, b]) as TensorFlow and numpy write it
         if self.attr_names and len(inputs) > self.n_inputs:
             inputs, attrs = inputs[:self.n_inputs], _bind_attrs(self, inputs[self.n_inputs:], attrs)
         tensors = _as_tensors(self.name, inputs)
