@@ -73,17 +73,40 @@ CONFIGS = [
     ("adam", {"learning_rate": 0.01, "amsgrad": True, "beta_1": 0.8, "epsilon": 1e-6}),
     ("adamw", {"learning_rate": 0.01}),
     ("adamw", {"learning_rate": 0.01, "weight_decay": 0.2, "amsgrad": True}),
+    ("rmsprop", {"learning_rate": 0.01}),
+    ("rmsprop", {"learning_rate": 0.005, "momentum": 0.9, "rho": 0.9, "weight_decay": 0.05}),
+    ("rmsprop", {"learning_rate": 0.005, "centered": True, "epsilon": 1e-6}),
+    ("rmsprop", {"learning_rate": 0.002, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("adagrad", {"learning_rate": 0.1}),
+    ("adagrad", {"learning_rate": 0.1, "learning_rate_decay": 0.01,
+                 "initial_accumulator_value": 0.1, "weight_decay": 0.05, "epsilon": 1e-8}),
+    ("adadelta", {}),
+    ("adadelta", {"learning_rate": 0.5, "rho": 0.95, "epsilon": 1e-5, "weight_decay": 0.1}),
 ]
 
 
 def torch_oracle(name, params, cfg):
     """The torch.optim optimizer equivalent to ours (Keras names → torch names)."""
-    lr = cfg["learning_rate"]
+    lr = cfg.get("learning_rate", 1.0 if name == "adadelta" else None)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0),
                                dampening=cfg.get("dampening", 0.0),
                                nesterov=cfg.get("nesterov", False),
                                weight_decay=cfg.get("weight_decay", 0.0))
+    wd = cfg.get("weight_decay", 0.0)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.get("rho", 0.99),
+                                   eps=cfg.get("epsilon", 1e-8), weight_decay=wd,
+                                   momentum=cfg.get("momentum", 0.0),
+                                   centered=cfg.get("centered", False))
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, lr_decay=cfg.get("learning_rate_decay", 0.0),
+                                   weight_decay=wd, eps=cfg.get("epsilon", 1e-10),
+                                   initial_accumulator_value=cfg.get(
+                                       "initial_accumulator_value", 0.0))
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=cfg.get("rho", 0.9),
+                                    eps=cfg.get("epsilon", 1e-6), weight_decay=wd)
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     wd = cfg.get("weight_decay", 0.0 if name == "adam" else 0.01)
     return cls(params, lr=lr, betas=(cfg.get("beta_1", 0.9), cfg.get("beta_2", 0.999)),
@@ -110,14 +133,18 @@ def autograd_grads(loss, values):
     return list(torch.autograd.grad(loss(*leaves), leaves))
 
 
+STEPS = 200
+
+
 @pytest.mark.parametrize("name,cfg", CONFIGS)
 def test_trajectory_matches_torch_optim(name, cfg):
+    """200 steps on the same problem follow torch.optim's trajectory to 1e-6 relative."""
     init, loss = problem()
     ours = [var(w, name=f"dense_{i}/kernel") for i, w in enumerate(init)]
     opt = build_optimizer(name, ours, **cfg)
     theirs = [w.clone().requires_grad_(True) for w in init]
     ref = torch_oracle(name, theirs, cfg)
-    for _ in range(100):
+    for _ in range(STEPS):
         for p, g in zip(ours, autograd_grads(loss, [p.data for p in ours])):
             p.grad = tensor(g)
         opt.step()
@@ -127,12 +154,12 @@ def test_trajectory_matches_torch_optim(name, cfg):
         ref.step()
         for p, t in zip(ours, theirs):
             torch.testing.assert_close(p.data, t.detach(), rtol=1e-6, atol=1e-12)
-    assert opt.iterations == 100
+    assert opt.iterations == STEPS
     assert all(p.grad is None for p in ours)
     assert loss(*[p.data for p in ours]) < loss(*init)
 
 
-@pytest.mark.parametrize("name,cfg", [CONFIGS[1], CONFIGS[7], CONFIGS[9]])
+@pytest.mark.parametrize("name,cfg", [CONFIGS[i] for i in (1, 7, 9, 13, 15, 17)])
 def test_none_gradient_skips_parameter_like_torch(name, cfg):
     init = [g64([1.0, -2.0]), g64([0.5])]
     ours = [var(v, name=f"p{i}") for i, v in enumerate(init)]
@@ -265,14 +292,28 @@ def test_case_r1_resumed_is_bit_identical():
 
 # ---- API details ---------------------------------------------------------------------
 def test_registry_and_defaults():
-    assert optimizers.names() == ["adam", "adamw", "sgd"]
+    assert optimizers.names() == ["adadelta", "adagrad", "adam", "adamw", "lion", "rmsprop",
+                                  "sgd"]
     p = var([1.0])
+    common = {"clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+              "weight_decay_exclude": [], "groups": [], "gradient_accumulation_steps": 1,
+              "use_ema": False, "ema_momentum": 0.99}
     assert build_optimizer("sgd", [p]).get_config() == {
         "learning_rate": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-        "weight_decay": 0.0}
+        "weight_decay": 0.0, **common}
     assert build_optimizer("adam", [p]).get_config() == {
         "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8,
-        "weight_decay": 0.0, "amsgrad": False}
+        "weight_decay": 0.0, "amsgrad": False, **common}
+    defaults = {name: {k: v for k, v in build_optimizer(name, [p]).get_config().items()
+                       if k not in common}
+                for name in ("rmsprop", "adagrad", "adadelta", "lion")}
+    assert defaults == {  # torch.optim's defaults; lion: the paper's
+        "rmsprop": {"learning_rate": 0.01, "rho": 0.99, "epsilon": 1e-8, "momentum": 0.0,
+                    "centered": False, "weight_decay": 0.0},
+        "adagrad": {"learning_rate": 0.01, "learning_rate_decay": 0.0,
+                    "initial_accumulator_value": 0.0, "epsilon": 1e-10, "weight_decay": 0.0},
+        "adadelta": {"learning_rate": 1.0, "rho": 0.9, "epsilon": 1e-6, "weight_decay": 0.0},
+        "lion": {"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.99, "weight_decay": 0.0}}
     assert AdamW([p]).config.weight_decay == 0.01
     assert type(build_optimizer("adamw", [p])) is AdamW
     assert SGD([p], SGD.Config(momentum=0.5), learning_rate=0.2).get_config()["momentum"] == 0.5

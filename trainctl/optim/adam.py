@@ -61,11 +61,11 @@ class Adam(Optimizer, kinds.Adam):
     def slot_names(cls, config: kinds.Adam.Config) -> tuple[str, ...]:
         return ("m", "v", "v_max") if config.amsgrad else ("m", "v")
 
-    def update(self, param, grad, state, step):
+    def update(self, param, grad, state, step, *, lr, weight_decay):
         c = self.config
-        adam_update(param, grad, state, step, lr=self.learning_rate, beta_1=c.beta_1,
-                    beta_2=c.beta_2, epsilon=c.epsilon, weight_decay=c.weight_decay,
-                    amsgrad=c.amsgrad, decoupled=self.decoupled_weight_decay)
+        adam_update(param, grad, state, step, lr=lr, beta_1=c.beta_1, beta_2=c.beta_2,
+                    epsilon=c.epsilon, weight_decay=weight_decay, amsgrad=c.amsgrad,
+                    decoupled=self.decoupled_weight_decay)
 
 
 @optimizers.register("adamw")

@@ -49,7 +49,7 @@ class SGD(Optimizer, kinds.SGD):
     def slot_names(cls, config: kinds.SGD.Config) -> tuple[str, ...]:
         return ("momentum",) if config.momentum != 0 else ()
 
-    def update(self, param, grad, state, step):
+    def update(self, param, grad, state, step, *, lr, weight_decay):
         c = self.config
-        sgd_update(param, grad, state, lr=self.learning_rate, momentum=c.momentum,
-                   dampening=c.dampening, nesterov=c.nesterov, weight_decay=c.weight_decay)
+        sgd_update(param, grad, state, lr=lr, momentum=c.momentum, dampening=c.dampening,
+                   nesterov=c.nesterov, weight_decay=weight_decay)

@@ -15,7 +15,8 @@ from trainctl.spec.kinds.losses import (BinaryCrossentropy, CategoricalCrossentr
                                         SparseCategoricalCrossentropy, loss_kinds)
 from trainctl.spec.kinds.names import (activation_names, check_activation, check_initializer,
                                        initializer_names, metric_names)
-from trainctl.spec.kinds.optimizers import (SGD, Adam, AdamW, OptimizerConfig, OptimizerKind,
+from trainctl.spec.kinds.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Lion,
+                                            OptimizerConfig, OptimizerKind, ParamGroup, RMSprop,
                                             optimizer_kinds)
 
 __all__ = [
@@ -23,6 +24,6 @@ __all__ = [
     "layer_kinds", "BinaryCrossentropy", "CategoricalCrossentropy", "LossConfig", "LossKind",
     "MeanSquaredError", "RegressionConfig", "SparseCategoricalCrossentropy", "loss_kinds",
     "activation_names", "check_activation", "check_initializer", "initializer_names",
-    "metric_names", "SGD", "Adam", "AdamW", "OptimizerConfig", "OptimizerKind",
-    "optimizer_kinds",
+    "metric_names", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Lion",
+    "OptimizerConfig", "OptimizerKind", "ParamGroup", "optimizer_kinds",
 ]
