@@ -39,7 +39,8 @@ class Trainer:
     ``run_dir`` (optional) receives one JSON line per epoch in metrics.jsonl, checkpoints as
     the spec's ``checkpoint:`` section says, and the final one in ``checkpoints/final``.
 
-    Between steps the trainer is in a resumable state: ``step`` (optimizer steps done),
+    Between steps the trainer is in a resumable state: ``step`` (batches trained on: one
+    optimizer update each, or one per N with ``gradient_accumulation_steps``),
     ``epoch`` (epochs completed) and ``batch`` (batches of the next epoch done) say where;
     :func:`trainctl.train.state.restore` puts a checkpoint back (see trainctl.train.resume).
     :meth:`request_stop` / :meth:`request_snapshot` (signal handlers call them) act after
@@ -75,7 +76,7 @@ class Trainer:
             per_sample = s.loss(y, pred)
             loss = ops.mean(per_sample)
         grads = tape.gradient(loss, params)
-        s.optimizer.step(grads)
+        s.optimizer.step(grads, weight=x.shape[0])  # weight: in a gradient accumulation
         return per_sample.detach(), pred.detach()
 
     # ---- loops ------------------------------------------------------------------------
@@ -177,6 +178,7 @@ class Trainer:
             if not last and self._after_step():
                 self._progress = train_state.capture_progress(self)  # for a later fit()
                 return None
+        s.optimizer.flush()  # gradients accumulated in this epoch and not yet applied
         self.input_wait = round(batches.waited / max(time.perf_counter() - train_start, 1e-9), 4)
         record: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                   "loss": float(total.item()) / count if count else float("nan")}
@@ -239,13 +241,14 @@ def training_seed(seed: int) -> int:
 
 
 def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
-    """Mean loss and metrics over ``dataset`` (per sample), in evaluation mode, no tape."""
+    """Mean loss and metrics over ``dataset`` (per sample), in evaluation mode, no tape;
+    with the optimizer's moving average of the weights when it keeps one (``use_ema``)."""
     s = setup
     metrics = [type(m)(from_logits=m.from_logits) for m in s.metrics]
     for fresh, m in zip(metrics, s.metrics):
         fresh.name = m.name
     total, count = None, 0
-    with no_grad():
+    with no_grad(), s.optimizer.ema_weights():
         for batch in dataset:
             x, y = to_tensors(batch, s.device)
             pred = s.model(x, training=False)

@@ -109,6 +109,9 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
         model = build_model(spec, dev)
     except SpecErrors as exc:
         check.errors.extend(exc.errors)
+    if opt_cfg is not None and model is not None:  # weight_decay_exclude and groups patterns
+        for path, message in opt_cfg.pattern_problems([v.name for v in model.trainable_variables]):
+            check.add(("optimizer", *path), message)
     check.raise_if_any()
 
     splits = plan.load(spec.seed, spec.train.eval_batch_size)
