@@ -24,6 +24,29 @@ ROWS = {
     "activation": ({"activation": "tanh"}, (2, 3), (2, 3)),
     "dropout": ({"rate": 0.5, "name": "drop"}, (7,), (7,)),
     "flatten": ({}, (2, 3, 4), (24,)),
+    "conv1d": ({"filters": 4, "kernel_size": 3, "padding": "same", "strides": 2}, (2, 9), (4, 5)),
+    "conv2d": ({"filters": 4, "kernel_size": [3, 2], "activation": "relu",
+                "kernel_regularizer": {"l1": 0.0, "l2": 0.01}}, (2, 6, 5), (4, 4, 4)),
+    "conv2d_transpose": ({"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"},
+                         (2, 4, 5), (3, 8, 10)),
+    "max_pooling2d": ({"pool_size": 2, "padding": "same"}, (3, 5, 4), (3, 3, 2)),
+    "average_pooling2d": ({"pool_size": [2, 3], "strides": 1}, (3, 5, 4), (3, 4, 2)),
+    "global_average_pooling2d": ({}, (3, 5, 4), (3,)),
+    "global_max_pooling2d": ({"keepdims": True}, (3, 5, 4), (3, 1, 1)),
+    "reshape": ({"target_shape": [4, -1]}, (2, 6), (4, 3)),
+    "permute": ({"dims": [2, 3, 1]}, (2, 3, 4), (3, 4, 2)),
+    "batch_normalization": ({"momentum": 0.9, "epsilon": 1e-5}, (3, 4, 4), (3, 4, 4)),
+    "layer_normalization": ({"axis": [-2, -1]}, (3, 4), (3, 4)),
+    "embedding": ({"input_dim": 10, "output_dim": 4}, (5,), (5, 4)),
+    "positional_embedding": ({"sequence_length": 8}, (5, 4), (5, 4)),
+    "add": ({}, [(2, 3), (2, 3), (2, 3)], (2, 3)),
+    "subtract": ({}, [(4,), (4,)], (4,)),
+    "multiply": ({}, [(2, 3), (2, 3)], (2, 3)),
+    "concatenate": ({"axis": 1}, [(2, 3), (4, 3)], (6, 3)),
+    "multi_head_attention": ({"num_heads": 2, "key_dim": 3, "use_causal_mask": True},
+                             [(5, 4)], (5, 4)),
+    "lstm": ({"units": 3, "return_sequences": True}, (4, 2), (4, 3)),
+    "gru": ({"units": 3}, (4, 2), (3,)),
 }
 
 
@@ -54,7 +77,13 @@ def test_build_shape_matches_forward(name, training):
     tc.manual_seed(0)
     layer = layers.get(name)(**options)
     assert layer.build(in_shape) == out_shape
-    x = tc.tensor(torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(1)))
+    gen = torch.Generator().manual_seed(1)
+    if name == "embedding":
+        x = tc.tensor(torch.randint(0, options["input_dim"], (2, *in_shape), generator=gen))
+    elif layer.multi_input():
+        x = [tc.tensor(torch.randn((2, *s), generator=gen)) for s in in_shape]
+    else:
+        x = tc.tensor(torch.randn((2, *in_shape), generator=gen))
     y = layer(x, training=training)
     assert y.shape == (2, *out_shape)
 

@@ -78,3 +78,63 @@ def he_normal(shape, dtype, device):
     return _normal(shape, dtype, device, math.sqrt(2.0 / fan_in))
 
 
+@initializers.register("lecun_uniform")
+def lecun_uniform(shape, dtype, device):
+    """U(-l, l) with l = sqrt(3 / fan_in) (LeCun et al. 1998; Keras' LecunUniform)."""
+    fan_in, _ = _fans(shape)
+    return _uniform(shape, dtype, device, math.sqrt(3.0 / fan_in))
+
+
+@initializers.register("lecun_normal")
+def lecun_normal(shape, dtype, device):
+    """N(0, 1 / fan_in) (Keras truncates, we do not)."""
+    fan_in, _ = _fans(shape)
+    return _normal(shape, dtype, device, math.sqrt(1.0 / fan_in))
+
+
+@initializers.register("random_uniform")
+def random_uniform(shape, dtype, device):
+    """U(-0.05, 0.05) (Keras' RandomUniform defaults; Embedding's default)."""
+    return _uniform(shape, dtype, device, 0.05)
+
+
+@initializers.register("random_normal")
+def random_normal(shape, dtype, device):
+    """N(0, 0.05²) (Keras' RandomNormal defaults)."""
+    return _normal(shape, dtype, device, 0.05)
+
+
+@initializers.register("constant")
+def constant(shape, dtype, device, value: float = 0.0):
+    """Every entry ``value`` (0.0 when named without options)."""
+    return torch.full(shape, float(value), dtype=dtype, device=device)
+
+
+@initializers.register("orthogonal")
+def orthogonal(shape, dtype, device, gain: float = 1.0):
+    """``gain`` times a random orthogonal matrix (Saxe et al. 2014; Keras' Orthogonal).
+
+    The shape is viewed as [prod(shape[:-1]), shape[-1]]: its rows (if fewer) or columns
+    are orthonormal. Q of the QR decomposition of a standard normal matrix, with column
+    signs fixed by diag(R) so that Q is uniformly distributed (Mezzadri 2007).
+    """
+    if len(shape) < 2:
+        raise ValueError(f"orthogonal initializer needs a shape of rank >= 2, got {list(shape)}")
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    flat = torch.empty((max(rows, cols), min(rows, cols)), dtype=torch.float64, device="cpu")
+    flat.normal_(0.0, 1.0, generator=generator(torch.device("cpu")))
+    q, r = torch.linalg.qr(flat)
+    q = q * torch.sign(torch.diagonal(r))
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape).to(dtype=dtype, device=device)
+
+
+def make_initializer(option) -> Initializer:
+    """The initializer for a ``*_initializer`` option: a registered name, or a Config with
+    ``type`` and arguments (trainctl.spec.kinds.weights: constant value, orthogonal gain)."""
+    if isinstance(option, str):
+        return initializers.get(option)
+    fn = initializers.get(option.type)
+    kwargs = option.model_dump(exclude={"type"})
+    return lambda shape, dtype, device: fn(shape, dtype, device, **kwargs)

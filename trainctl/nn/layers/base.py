@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from trainctl.autodiff import ops
 from trainctl.autodiff.tensor import Tensor, Variable
 from trainctl.backend import DEFAULT_FLOAT
-from trainctl.nn.initializers import initializers
+from trainctl.nn.initializers import make_initializer
 from trainctl.registry import Registry
 from trainctl.spec.kinds.layers import LayerConfig, LayerKind
 
@@ -36,6 +37,7 @@ class Layer(LayerKind):
         self.config = config if config is not None else self.Config(**options)
         self.name = name or self.config.name or self.registered_name
         self.weights: list[Variable] = []
+        self.regularized: list[tuple[Variable, Any]] = []  # (variable, Regularizer config)
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
 
@@ -47,23 +49,42 @@ class Layer(LayerKind):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         raise NotImplementedError
 
-    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+    def __call__(self, x, training: bool = False) -> Tensor:
+        """``call``; a multi-input layer given one tensor gets it as a one-item list (so
+        multi_head_attention works inside a ``layers:`` chain)."""
+        if self.multi_input() and isinstance(x, Tensor):
+            x = [x]
         return self.call(x, training=training)
 
-    def add_weight(self, name: str, shape: tuple[int, ...], initializer: str,
+    def add_weight(self, name: str, shape: tuple[int, ...], initializer: Any,
                    device: torch.device | str = "cpu", dtype: torch.dtype = DEFAULT_FLOAT,
-                   trainable: bool = True) -> Variable:
-        """A new Variable named ``<layer>/<name>``, initialised by a registered initialiser."""
-        value = initializers.get(initializer)(tuple(shape), dtype, torch.device(device))
+                   trainable: bool = True, regularizer: Any = None) -> Variable:
+        """A new Variable named ``<layer>/<name>``, initialised by a registered initialiser
+        (a name or an option mapping, see trainctl.spec.kinds.weights); ``regularizer``
+        (a Regularizer config or None) adds its penalty to :meth:`regularization_loss`."""
+        value = make_initializer(initializer)(tuple(shape), dtype, torch.device(device))
         var = Variable(value, name=f"{self.name}/{name}", trainable=trainable)
         self.weights.append(var)
+        if regularizer is not None and (regularizer.l1 or regularizer.l2):
+            self.regularized.append((var, regularizer))
         return var
+
+    def regularization_loss(self) -> Tensor | None:
+        """Σ over regularized weights of l1·Σ|w| + l2·Σw² (Keras' L1L2), a scalar Tensor on
+        the tape; None when the layer has no regularizer."""
+        total = None
+        for var, reg in self.regularized:
+            for coef, term in ((reg.l1, lambda w: ops.abs(w)), (reg.l2, lambda w: w * w)):
+                if coef:
+                    part = ops.sum(term(var)) * coef
+                    total = part if total is None else total + part
+        return total
 
     # ---- config round trip --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The YAML form: ``{'type': ..., **options}`` (defaults included); ``name`` is the
         layer's actual name (given or automatic), so ``from_config`` keeps weight names."""
-        return {"type": self.registered_name, **self.config.model_dump(), "name": self.name}
+        return {"type": self.registered_name, **self.config.model_dump(mode="json"), "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Layer":

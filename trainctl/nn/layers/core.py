@@ -25,8 +25,10 @@ class Dense(Layer, kinds.Dense):
     def build(self, input_shape, device="cpu"):
         out = self.compute_output_shape(input_shape, self.config)
         cfg = self.config
-        self.kernel = self.add_weight("kernel", (input_shape[-1], cfg.units), cfg.kernel_initializer, device)
-        self.bias = self.add_weight("bias", (cfg.units,), cfg.bias_initializer, device) if cfg.use_bias else None
+        self.kernel = self.add_weight("kernel", (input_shape[-1], cfg.units), cfg.kernel_initializer,
+                                      device, regularizer=cfg.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (cfg.units,), cfg.bias_initializer, device,
+                                     regularizer=cfg.bias_regularizer) if cfg.use_bias else None)
         self._activation = activations.get(cfg.activation or "linear")
         return out
 

@@ -10,6 +10,13 @@ spec without importing torch (docs/architecture.md, "Kinds").
 
 from trainctl.spec.kinds.layers import (Activation, Dense, Dropout, Flatten, LayerConfig,
                                         LayerKind, fmt_shape, layer_kinds)
+from trainctl.spec.kinds.layers_conv import (AveragePooling2D, Conv1D, Conv2D, Conv2DTranspose,
+                                             GlobalAveragePooling2D, GlobalMaxPooling2D,
+                                             MaxPooling2D)
+from trainctl.spec.kinds.layers_merge import Add, Concatenate, Multiply, Subtract
+from trainctl.spec.kinds.layers_reshape import (BatchNormalization, LayerNormalization, Permute,
+                                                Reshape)
+from trainctl.spec.kinds.layers_seq import GRU, LSTM, Embedding, MultiHeadAttention, PositionalEmbedding
 from trainctl.spec.kinds.losses import (BinaryCrossentropy, CategoricalCrossentropy, LossConfig,
                                         LossKind, MeanSquaredError, RegressionConfig,
                                         SparseCategoricalCrossentropy, loss_kinds)
@@ -20,6 +27,10 @@ from trainctl.spec.kinds.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW,
                                             optimizer_kinds)
 
 __all__ = [
+    "AveragePooling2D", "Conv1D", "Conv2D", "Conv2DTranspose", "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D", "MaxPooling2D", "Add", "Concatenate", "Multiply", "Subtract",
+    "BatchNormalization", "LayerNormalization", "Permute", "Reshape", "GRU", "LSTM",
+    "Embedding", "MultiHeadAttention", "PositionalEmbedding",
     "Activation", "Dense", "Dropout", "Flatten", "LayerConfig", "LayerKind", "fmt_shape",
     "layer_kinds", "BinaryCrossentropy", "CategoricalCrossentropy", "LossConfig", "LossKind",
     "MeanSquaredError", "RegressionConfig", "SparseCategoricalCrossentropy", "loss_kinds",

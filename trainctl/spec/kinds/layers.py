@@ -20,8 +20,9 @@ from pydantic import AfterValidator, Field, PositiveInt, WithJsonSchema
 from trainctl.errors import ShapeError
 from trainctl.registry import Registry
 from trainctl.spec.config import Config
-from trainctl.spec.kinds.names import (activation_names, check_activation, check_initializer,
-                                       initializer_names)
+from trainctl.spec.kinds.names import activation_names, check_activation
+from trainctl.spec.kinds.weights import (InitializerName, InitializerOption,  # noqa: F401
+                                         RegularizerOption)
 
 Shape = tuple[int, ...]
 
@@ -30,8 +31,6 @@ layer_kinds: Registry[type["LayerKind"]] = Registry("layer type")
 _ACTIVATIONS = {"enum": activation_names.names()}  # what editors offer (trainctl schema)
 ActivationName = Annotated[Optional[str], AfterValidator(check_activation),
                            WithJsonSchema({"anyOf": [_ACTIVATIONS, {"type": "null"}]})]
-InitializerName = Annotated[str, AfterValidator(check_initializer),
-                            WithJsonSchema({"enum": initializer_names.names()})]
 
 
 def fmt_shape(shape) -> str:
@@ -46,10 +45,25 @@ class LayerConfig(Config):
 
 
 class LayerKind:
-    """Base of layer kinds: ``Config`` and the shape rule (identity by default)."""
+    """Base of layer kinds: ``Config`` and the shape rule (identity by default).
+
+    ``min_inputs``/``max_inputs`` (None: no limit) say how many inputs a node of this type
+    takes. A layer with ``max_inputs == 1`` takes one tensor: ``compute_output_shape(shape)``,
+    ``build(shape)``, ``call(x)``. Any other (merge layers, multi_head_attention) takes a
+    LIST: ``compute_output_shape([shape, ...])``, ``build([shape, ...])``,
+    ``call([x, ...])``, in the order of the node's ``inputs:`` (docs/architecture.md,
+    "Multi-input layers").
+    """
 
     Config: ClassVar[type[LayerConfig]] = LayerConfig
     registered_name: ClassVar[str]
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[Optional[int]] = 1
+
+    @classmethod
+    def multi_input(cls) -> bool:
+        """True when ``call``/``build``/``compute_output_shape`` take lists."""
+        return cls.max_inputs != 1
 
     @classmethod
     def compute_output_shape(cls, input_shape: Shape, config: LayerConfig) -> Shape:
@@ -68,8 +82,10 @@ class Dense(LayerKind):
         units: PositiveInt
         activation: ActivationName = None
         use_bias: bool = True
-        kernel_initializer: InitializerName = "glorot_uniform"
-        bias_initializer: InitializerName = "zeros"
+        kernel_initializer: InitializerOption = "glorot_uniform"
+        bias_initializer: InitializerOption = "zeros"
+        kernel_regularizer: RegularizerOption = None
+        bias_regularizer: RegularizerOption = None
 
     @classmethod
     def compute_output_shape(cls, input_shape, config):

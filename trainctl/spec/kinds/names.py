@@ -22,7 +22,9 @@ activation_names = _names("activation", (
     "linear", "relu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "gelu",
     "silu", "elu", "leaky_relu", "softsign", "hard_sigmoid", "log_sigmoid"))
 initializer_names = _names("initializer", (
-    "zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal"))
+    "zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+    "lecun_uniform", "lecun_normal", "constant", "orthogonal", "random_uniform",
+    "random_normal"))
 metric_names = _names("metric", (
     "accuracy", "binary_accuracy", "sparse_categorical_accuracy", "categorical_accuracy",
     "mean_absolute_error", "mean_squared_error"))
