@@ -20,6 +20,8 @@ from pydantic.json_schema import models_json_schema
 from trainctl.registry import Registry
 from trainctl.spec.inherit import BASE_KEY
 from trainctl.spec.kinds import layer_kinds, loss_kinds, metric_names, optimizer_kinds
+from trainctl.spec.kinds.callbacks import callback_kinds
+from trainctl.spec.kinds.schedules import schedule_kinds
 from trainctl.spec.schema import Spec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -35,6 +37,8 @@ SECTIONS = [
     (("$defs", "DataConfig", "properties", "source", "anyOf"), "sources", False),
     (("$defs", "SectionConfig", "properties", "source", "anyOf"), "sources", False),
     (("$defs", "SectionConfig", "properties", "steps", "items"), "steps", True),
+    (("properties", "schedule", "anyOf"), "schedules", True),
+    (("properties", "callbacks", "items"), "callbacks", True),
 ]
 
 
@@ -46,7 +50,8 @@ def spec_json_schema(sources: Registry | None = None, steps: Registry | None = N
     ``trainctl.data``); a section without its registry keeps pydantic's open mapping.
     """
     registries = {"layers": layer_kinds, "losses": loss_kinds, "optimizers": optimizer_kinds,
-                  "sources": sources, "steps": steps}
+                  "sources": sources, "steps": steps, "schedules": schedule_kinds,
+                  "callbacks": callback_kinds}
     kinds = [(key, name, cls) for key, reg in registries.items() if reg is not None
              for name, cls in reg.items()]
     keys, defs = models_json_schema([(Spec, "validation")] +

@@ -1,8 +1,9 @@
 """The top-level spec schema and :func:`load_spec`.
 
 Sections naming a registered thing (``data.source``, each of ``model.layers``, ``loss``,
-``optimizer``) are kept as plain dicts with a string ``type``; their other keys are
-validated later by the package that owns that thing, with ``SpecDoc.validate``.
+``optimizer``, ``schedule``, each of ``callbacks``) are kept as plain dicts with a string
+``type``; their other keys are validated later by the package that owns that thing, with
+``SpecDoc.validate``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from trainctl.spec.config import Config
 from trainctl.spec.doc import SpecDoc, load_doc
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
+from trainctl.spec.training import TrainConfig
 from trainctl.spec.yaml_loader import dump_yaml
 
 SPEC_FORMAT = 1
@@ -113,11 +115,6 @@ class ModelConfig(Config):
     layers: list[TypedSection] = Field(min_length=1)
 
 
-class TrainConfig(Config):
-    epochs: int = Field(10, gt=0)
-    eval_batch_size: int = Field(256, gt=0)
-
-
 class Spec(Config):
     """A validated spec. ``loss``, ``optimizer``, ``data.source`` and each of
     ``model.layers`` are dicts holding ``type`` and the raw options; ``doc`` is the
@@ -134,6 +131,8 @@ class Spec(Config):
     optimizer: NamedSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    schedule: Optional[NamedSection] = None
+    callbacks: list[NamedSection] = Field(default_factory=list)
 
     _doc: Optional[SpecDoc] = PrivateAttr(None)
 

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainctl.errors import CheckpointError, SpecError, SpecErrors
+from trainctl.errors import SpecError, SpecErrors
 from trainctl.io import CheckpointStore, RunDir, save_checkpoint, step_name
 from trainctl.io.checkpoint import write_pointer
+from trainctl.spec.kinds.callbacks import monitor_mode
 from trainctl.train import state as train_state
 
 if TYPE_CHECKING:
     from trainctl.train.loop import Trainer
-
-_MAXIMISED = re.compile(r"(^|_)(acc|accuracy|auc|precision|recall|f1|r2|top_k\w*)$")
-
-
-def monitor_mode(monitor: str, mode: str) -> str:
-    """``min`` or ``max`` for ``monitor``; ``auto`` is ``max`` for accuracy-like keys
-    (accuracy, auc, precision, recall, f1, r2, with or without ``val_``) and ``min``
-    otherwise, as Keras' ModelCheckpoint decides."""
-    if mode != "auto":
-        return mode
-    return "max" if _MAXIMISED.search(monitor) else "min"
 
 
 def record_keys(setup) -> list[str]:
@@ -83,10 +72,7 @@ class Checkpointer:
     def _improved(self, record: dict[str, Any]) -> bool:
         if not self.monitor:
             return False
-        value = record.get(self.monitor)
-        if value is None:
-            raise CheckpointError(f"checkpoint.monitor {self.monitor!r} is not in the epoch "
-                                  f"records; known: {', '.join(k for k in record if k != 'epoch')}")
+        value = record.get(self.monitor)  # None: not evaluated at this record
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         if self.best is None:
@@ -106,15 +92,27 @@ class Checkpointer:
     def at_epoch_end(self, record: dict[str, Any], requested: bool) -> Path | None:
         """Save if the spec asks for it at this point, if a snapshot was ``requested``, or if
         the monitored value improved (then ``best`` points at it)."""
-        improved = self._improved(record)
         due = self.config.every_epoch or self.step_due(self.trainer.step)
+        return self._save_if(record, due, requested, "epoch")
+
+    def at_step(self, record: dict[str, Any] | None, requested: bool,
+                requested_kind: str = "signal") -> Path | None:
+        """Between two steps of an epoch: save if a step checkpoint is due, a snapshot was
+        ``requested`` (kind ``requested_kind``), or the monitored value of an evaluation
+        step's ``record`` improved (then ``best`` points at it)."""
+        kind = requested_kind if requested else "step"
+        return self._save_if(record or {}, self.step_due(self.trainer.step), requested, kind)
+
+    def _save_if(self, record: dict[str, Any], due: bool, requested: bool,
+                 kind: str) -> Path | None:
+        improved = self._improved(record)
         if not (improved or due or requested):
             return None
         previous = (self.best, self.best_name)
         if improved:
             self.best, self.best_name = float(record[self.monitor]), step_name(self.trainer.step)
         try:
-            return self.save("epoch", best=improved)
+            return self.save(kind, best=improved)
         except BaseException:
             self.best, self.best_name = previous
             raise

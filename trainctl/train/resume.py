@@ -27,8 +27,9 @@ from trainctl.io.store import Entry
 from trainctl.train import state as train_state
 from trainctl.train.setup import Setup
 
-SAFE = ("name", "device", "metrics", "train.epochs", "train.eval_batch_size", "checkpoint",
-        "logging", "callbacks")
+SAFE = ("name", "device", "metrics", "train.epochs", "train.steps", "train.eval_batch_size",
+        "train.eval_every_n_epochs", "train.eval_every_n_steps", "train.log_every_n_steps",
+        "checkpoint", "logging", "callbacks")
 NEEDS_FLAG = ("optimizer", "schedule")
 BREAKING = ("optimizer.type",)  # overrides NEEDS_FLAG; everything unlisted breaks too
 MISSING = "(absent)"
@@ -82,6 +83,8 @@ def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     changes = []
     for path in sorted(set(a) | set(b)):
         va, vb = a.get(path, MISSING), b.get(path, MISSING)
+        if va is MISSING and vb is None:
+            continue  # a key added to the format since, null by default
         if va != vb and not (isinstance(va, float) and isinstance(vb, float) and va != va and vb != vb):
             changes.append(Change(path, va, vb, classify(path)))
     return changes
@@ -138,12 +141,17 @@ def plan_resume(run_dir: str | os.PathLike, setup: Setup, *,
             "\n".join(f"  {c}" for c in flagged) +
             "\npass --apply-optimizer-changes to continue with the spec's values, or restore "
             "the checkpoint's values in the spec")
-    epochs = setup.spec.train.epochs
-    done = int(state.get("epoch", 0))
-    if done > epochs:
+    epochs, steps = setup.spec.train.epochs, setup.spec.train.steps
+    done, done_steps = int(state.get("epoch", 0)), int(state.get("step", 0))
+    if epochs is not None and done > epochs:
         raise CheckpointError(f"the checkpoint {entry.name} has completed {done} epochs, but "
                               f"the spec trains {epochs}; raise train.epochs (--epochs)")
-    complete = done == epochs and not int((state.get("data") or {}).get("batch", 0))
+    if steps is not None and done_steps > steps:
+        raise CheckpointError(f"the checkpoint {entry.name} has done {done_steps} steps, but "
+                              f"the spec trains {steps}; raise train.steps")
+    complete = (done == epochs and not int((state.get("data") or {}).get("batch", 0))
+                if epochs is not None else done_steps == steps)
+    complete = complete or (state.get("kind") == "final" and bool(state.get("stopped_early")))
     return ResumePlan(run_dir, entry, skipped, changes, apply_optimizer_changes, weights, opt,
                       state, complete)
 

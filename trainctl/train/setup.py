@@ -22,7 +22,9 @@ from trainctl.nn.metrics import Metric, build_metric, metrics
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
 from trainctl.spec.kinds.check import DataFacts, fit_problems
+from trainctl.spec.kinds.control import plan_control
 from trainctl.spec.yaml_loader import dump_yaml
+from trainctl.train.control import finish_control
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Setup:
     optimizer: Optimizer
     resolved: dict[str, Any]
     """The spec with every default filled in, sections included (what a run records)."""
+    control: Any = None
+    """The validated ``schedule`` and ``callbacks`` (a spec.kinds.control.ControlPlan)."""
 
     def resolved_yaml(self) -> str:
         """:attr:`resolved` as YAML that ``load_spec`` reads back to the same spec."""
@@ -102,6 +106,8 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     loss_cfg = check.validate(loss_cls, ("loss",)) if loss_cls else None
     opt_cls = check.registered(optimizers, ("optimizer", "type"), spec.optimizer["type"])
     opt_cfg = check.validate(opt_cls, ("optimizer",)) if opt_cls else None
+    control = plan_control(doc)  # schedule and callbacks
+    check.errors.extend(control.errors)
     for i, name in enumerate(spec.metrics):
         check.registered(metrics, ("metrics", i), name)
     model = None
@@ -128,7 +134,10 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
     resolved["loss"] = loss.get_config()
     resolved["optimizer"] = {"type": opt_cls.registered_name, **opt_cfg.model_dump()}
-    return Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
+    setup = Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
+    finish_control(setup, control, check)  # run-length defaults, monitors, resolved sections
+    check.raise_if_any()
+    return setup
 
 
 def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:

@@ -152,6 +152,8 @@ def capture(trainer: "Trainer", kind: str):
         "epoch_progress": capture_progress(trainer),
         "rng": capture_rng(),
         "schedule": trainer.schedule.state_dict() if trainer.schedule is not None else None,
+        "stop_reason": trainer.stop_reason,
+        "stopped_early": bool(trainer.complete),
         "callbacks": callbacks,
         "metrics_lines": trainer.run_dir.metrics_lines if trainer.run_dir is not None else 0,
         "metrics": dict(trainer.history[-1]) if trainer.history else {},
@@ -194,6 +196,7 @@ def restore(trainer: "Trainer", weights: dict[str, torch.Tensor],
             cb.load_state_dict(saved_callbacks[name])
     if trainer.run_dir is not None:
         trainer.run_dir.truncate_metrics(int(state.get("metrics_lines", 0)))
-        trainer.history = [r for r in trainer.run_dir.read_metrics() if "epoch" in r]
+        trainer.history = [r for r in trainer.run_dir.read_metrics()
+                           if r.get("kind", "epoch") == "epoch"]
     trainer.resumed = True
     return warnings

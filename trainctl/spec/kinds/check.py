@@ -21,6 +21,7 @@ from trainctl.spec.kinds.layers import LayerConfig, LayerKind, Shape, fmt_shape,
 from trainctl.spec.kinds.losses import LossKind, loss_kinds
 from trainctl.spec.kinds.names import metric_names
 from trainctl.spec.kinds.optimizers import optimizer_kinds
+from trainctl.spec.kinds.control import plan_control
 
 LAYERS = ("model", "layers")
 
@@ -87,8 +88,9 @@ def plan_layers(doc: SpecDoc) -> list[LayerPlan]:
 
 
 def check_references(doc: SpecDoc) -> Report:
-    """Check the layers (with shapes), loss, optimizer and metrics ``doc`` names against
-    the kinds. Parts the top-level schema rejects are skipped (it reports them)."""
+    """Check the layers (with shapes), loss, optimizer, metrics, schedule and callbacks
+    ``doc`` names against the kinds. Parts the top-level schema rejects are skipped (it
+    reports them)."""
     report = Report()
     try:
         report.layers = plan_layers(doc)
@@ -96,6 +98,7 @@ def check_references(doc: SpecDoc) -> Report:
         report.errors.extend(exc.errors)
     report.loss = _named(doc, ("loss",), loss_kinds, report.errors)
     report.optimizer = _named(doc, ("optimizer",), optimizer_kinds, report.errors)
+    report.errors.extend(plan_control(doc).errors)  # schedule and callbacks
     for i, name in enumerate(_list(doc.get(("metrics",)))):
         if isinstance(name, str):
             _lookup(doc, metric_names, ("metrics", i), name, report.errors)
