@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Discriminator, Field, Tag, WithJsonSchema
 
 from trainctl.spec.config import Config
 from trainctl.spec.kinds.names import check_initializer, initializer_names
@@ -36,8 +36,24 @@ class OrthogonalInitializer(Config):
     gain: float = 1.0
 
 
-InitializerOption = Union[InitializerName, ConstantInitializer, OrthogonalInitializer]
-"""What a ``*_initializer`` key takes: a name or one of the mappings above."""
+def _initializer_tag(value) -> str | None:
+    """Which form a ``*_initializer`` value has: 'name', or its mapping's ``type``."""
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict):
+        return value.get("type") if value.get("type") in ("constant", "orthogonal") else None
+    return getattr(value, "type", None)
+
+
+InitializerOption = Annotated[
+    Union[Annotated[InitializerName, Tag("name")],
+          Annotated[ConstantInitializer, Tag("constant")],
+          Annotated[OrthogonalInitializer, Tag("orthogonal")]],
+    Discriminator(_initializer_tag, custom_error_type="initializer",
+                  custom_error_message="an initializer is a name (glorot_uniform, ...) or a "
+                                       "mapping with type: constant or type: orthogonal")]
+"""What a ``*_initializer`` key takes: a name or one of the mappings above (one error
+message for a bad value, not one per form)."""
 
 
 class Regularizer(Config):
