@@ -37,12 +37,16 @@ def evaluate_command(
         from trainctl.io import load_checkpoint  # torch only once the spec is valid
         from trainctl.train import evaluate, prepare
 
-        weights, _, state = load_checkpoint(checkpoint)
+        weights, opt_tensors, state = load_checkpoint(checkpoint)
         seed = state.get("seed")
         if isinstance(seed, int) and seed != s.seed:
             s = s.with_overrides(seed=seed)  # the split the model was trained with
         setup = prepare(s, device=device)
         _check_same_model_and_data(state.get("spec"), setup.resolved, spec)
+        if setup.optimizer.config.use_ema:  # the moving average, as validation saw it
+            from trainctl.optim import averaged_weights
+
+            weights = averaged_weights(weights, opt_tensors)
         setup.model.load_state_dict(weights)
         ds = {"test": setup.splits.test, "validation": setup.splits.validation,
               "train": setup.splits.train}[split.value]
