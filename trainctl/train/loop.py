@@ -23,6 +23,7 @@ from trainctl.nn.regularizers import regularization_loss
 from trainctl.train import state as train_state
 from trainctl.train.callbacks import Callback, CallbackList
 from trainctl.train.checkpointer import Checkpointer
+from trainctl.train.control import Control
 from trainctl.train.setup import Setup
 
 
@@ -34,8 +35,9 @@ def to_tensors(batch, device: torch.device) -> tuple[Tensor, Tensor]:
     return Tensor(tx), Tensor(ty)
 
 
-class Trainer:
-    """Runs ``setup`` for ``spec.train.epochs`` epochs.
+class Trainer(Control):
+    """Runs ``setup`` for ``spec.train.epochs`` epochs or ``spec.train.steps`` steps, with
+    the spec's schedule and callbacks (:class:`~trainctl.train.control.Control`).
 
     ``run_dir`` (optional) receives one JSON line per epoch in metrics.jsonl, checkpoints as
     the spec's ``checkpoint:`` section says, and the final one in ``checkpoints/final``.
@@ -57,7 +59,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._epoch_sums: tuple[torch.Tensor | None, int] = (None, 0)
         self.epoch, self.batch = 0, 0
-        self.schedule = None  # a learning-rate schedule with state_dict/load_state_dict
         self.resumed = False
         self.requests: set[str] = set()
         self.stop_signal: int | None = None
@@ -66,6 +67,7 @@ class Trainer:
         self._epoch_elapsed = 0.0
         self.input_wait = 0.0  # of the last epoch: seconds waiting for batches / training seconds
         self.checkpointer = Checkpointer(self, run_dir) if run_dir is not None else None
+        self.callbacks.callbacks[:0] = self._init_control()  # the spec's schedule, callbacks
 
     # ---- one step ---------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -80,38 +82,47 @@ class Trainer:
             if penalty is not None:
                 loss = loss + penalty
         grads = tape.gradient(loss, params)
+        if self.guard is not None and not self.guard.check(loss, grads, x, y):
+            return per_sample.detach(), pred.detach()  # no update: the guard's policy acted
         s.optimizer.step(grads, weight=x.shape[0])  # weight: in a gradient accumulation
         return per_sample.detach(), pred.detach()
 
     # ---- loops ------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        """Train all epochs; returns the per-epoch records (also in metrics.jsonl)."""
+        """Train all epochs (or steps); returns the per-epoch records (also in
+        metrics.jsonl). Raises NonFiniteError when the non-finite guard stops the run."""
         s = self.setup
-        epochs = s.spec.train.epochs
         # The training stream (dropout masks) starts from the seed here, not from wherever
         # model building left the generators, so a run does not depend on what ran before.
         # A resumed run has its generators restored from the checkpoint instead, and a
         # trainer stopped earlier goes on from where it stopped.
         if self.step == 0 and not self.resumed:
             manual_seed(training_seed(s.spec.seed))
-        self.callbacks.on_train_begin({"epochs": epochs, "train_size": s.splits.sizes["train"],
+        self.callbacks.on_train_begin({"epochs": self.max_epochs, "steps": self.max_steps,
+                                       "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
                                        "running": self.running_logs,
                                        "initial_epoch": self.epoch, "initial_step": self.step})
-        while self.epoch < epochs and "stop" not in self.requests:
-            record = self._train_epoch(self.epoch + 1)
-            if record is None:
-                break  # stopped between two steps of the epoch
-            self.epoch, self.batch = self.epoch + 1, 0
-            self.history.append(record)
-            if self.run_dir is not None:  # + the share of training time spent waiting for input
-                self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
-            self.callbacks.on_epoch_end(self.epoch, record)
-            if self.checkpointer is not None:
-                self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
-            self.requests.discard("snapshot")
-        if self.checkpointer is not None and self.epoch >= epochs:
-            self.checkpointer.save_final()
+        self.guard = self._guard
+        try:
+            while not self.finished and "stop" not in self.requests:
+                record = self._train_epoch(self.epoch + 1)
+                if record is None:
+                    break  # stopped between two steps of the epoch
+                self.epoch, self.batch = self.epoch + 1, 0
+                self.history.append(record)
+                if self.run_dir is not None:  # + the share of training time waiting for input
+                    self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
+                self._epoch_recorded(record)
+                if self.checkpointer is not None:
+                    self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
+                self.requests.discard("snapshot")
+            if self.finished:
+                self.callbacks.on_train_complete()
+                if self.checkpointer is not None:
+                    self.checkpointer.save_final()
+        finally:
+            self.guard = None
         self.callbacks.on_train_end(self.history)
         return self.history
 
@@ -128,13 +139,14 @@ class Trainer:
         """Write a checkpoint after the current step and keep training."""
         self.requests.add("snapshot")
 
-    def _after_step(self) -> bool:
-        """Periodic or requested checkpoint between two steps of an epoch; True to stop."""
-        ck = self.checkpointer
-        if ck is not None and (ck.step_due(self.step) or "snapshot" in self.requests):
-            ck.save("signal" if "snapshot" in self.requests else "step")
+    def _after_step(self, record: dict[str, Any] | None = None) -> bool:
+        """Periodic, requested or best (``record``: an evaluation step's) checkpoint between
+        two steps of an epoch; True to stop (requested, or the last step of a run by steps)."""
+        if self.checkpointer is not None:
+            kind = "stop" if self.stop_reason else "signal"
+            self.checkpointer.at_step(record, "snapshot" in self.requests, kind)
         self.requests.discard("snapshot")
-        return "stop" in self.requests
+        return "stop" in self.requests or self.finished
 
     def stateful_callbacks(self) -> dict[str, Any]:
         """Objects whose state a checkpoint keeps, by key: the checkpointer's best value
@@ -169,29 +181,32 @@ class Trainer:
         train_start = time.perf_counter()
         for batch, last in _with_last(batches):
             x, y = to_tensors(batch, s.device)
+            self._before_step()
             per_sample, pred = self.train_step(x, y)
             self.step += 1
             batch_sum = per_sample.data.to(torch.float64).sum()
-            total = batch_sum if total is None else total + batch_sum
-            count += x.shape[0]
-            self._epoch_sums = (total, count)
-            for m in s.metrics:
-                m.update(y, pred)
+            if self.guard is None or not self.guard.refused:  # a refused batch counts nowhere
+                total = batch_sum if total is None else total + batch_sum
+                count += x.shape[0]
+                self._epoch_sums = (total, count)
+                for m in s.metrics:
+                    m.update(y, pred)
             self.callbacks.on_batch_end(self.step, x.shape[0], Tensor(batch_sum / x.shape[0]))
             self.batch += 1
-            if not last and self._after_step():
+            step_record = self._step_record(last)
+            if not last and self._after_step(step_record):
                 self._progress = train_state.capture_progress(self)  # for a later fit()
                 return None
         s.optimizer.flush()  # gradients accumulated in this epoch and not yet applied
         self.input_wait = round(batches.waited / max(time.perf_counter() - train_start, 1e-9), 4)
-        record: dict[str, Any] = {"epoch": epoch, "step": self.step,
+        record: dict[str, Any] = {"kind": "epoch", "epoch": epoch, "step": self.step,
                                   "loss": float(total.item()) / count if count else float("nan")}
         penalty = regularization_loss(s.model.layers)  # apart from "loss"; at the epoch's end
         if penalty is not None:
             record["regularization_loss"] = float(penalty.item())
         for m in s.metrics:
             record[m.name] = m.result()
-        if s.splits.sizes.get("validation", 0) > 0:
+        if s.splits.sizes.get("validation", 0) > 0 and self._epoch_evaluated(epoch):
             for key, value in evaluate(s, s.splits.validation).items():
                 record[f"val_{key}"] = value
         record["learning_rate"] = float(s.optimizer.learning_rate)
