@@ -76,4 +76,7 @@ def _data_facts(spec, doc, errors: list, others: list):
     except TrainctlError as exc:  # the data cannot be read
         others.append(exc)
         return None
-    return DataFacts(tuple(splits.input_shape), splits.num_classes, splits.source_name)
+    from trainctl.data.facts import label_shape
+
+    return DataFacts(tuple(splits.input_shape), splits.num_classes, splits.source_name,
+                     label_shape(splits.train))

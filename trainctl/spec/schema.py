@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence, Union
 
 from annotated_types import Gt
 from pydantic import BeforeValidator, Field, PrivateAttr, Strict
@@ -46,6 +46,14 @@ def _typed_section(value: Any, bare_name: bool) -> Any:
 
 
 TypedSection = Annotated[dict[str, Any], BeforeValidator(partial(_typed_section, bare_name=False))]
+
+
+def _metric_entry(value: Any) -> Any:
+    """A metric: a bare name (kept as a string) or ``{type: NAME, ...options}``."""
+    return value if isinstance(value, str) else _typed_section(value, bare_name=True)
+
+
+MetricEntry = Annotated[Union[str, dict[str, Any]], BeforeValidator(_metric_entry)]
 NamedSection = Annotated[dict[str, Any], BeforeValidator(partial(_typed_section, bare_name=True))]
 Dim = Annotated[int, Strict(), Gt(0)]
 
@@ -127,7 +135,7 @@ class Spec(Config):
     data: DataConfig
     model: ModelConfig
     loss: NamedSection
-    metrics: list[str] = Field(default_factory=list)
+    metrics: list[MetricEntry] = Field(default_factory=list)
     optimizer: NamedSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)

@@ -15,13 +15,15 @@ import torch
 
 from trainctl.backend import manual_seed, resolve_device
 from trainctl.data import Splits, plan_data
+from trainctl.data.facts import label_shape
 from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
 from trainctl.graph import Model, build_model, spec_doc
 from trainctl.nn.losses import Loss, losses
-from trainctl.nn.metrics import Metric, build_metric, metrics
+from trainctl.nn.metrics import Metric, build_metric
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
 from trainctl.spec.kinds.check import DataFacts, fit_problems
+from trainctl.spec.kinds.metrics import plan_metrics
 from trainctl.spec.kinds.control import plan_control
 from trainctl.spec.yaml_loader import dump_yaml
 from trainctl.train.control import finish_control
@@ -108,8 +110,11 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     opt_cfg = check.validate(opt_cls, ("optimizer",)) if opt_cls else None
     control = plan_control(doc)  # schedule and callbacks
     check.errors.extend(control.errors)
-    for i, name in enumerate(spec.metrics):
-        check.registered(metrics, ("metrics", i), name)
+    metric_plans = []
+    try:
+        metric_plans = plan_metrics(doc)  # names, options, unique record keys
+    except SpecErrors as exc:
+        check.errors.extend(exc.errors)
     model = None
     try:
         model = build_model(spec, dev)
@@ -126,13 +131,16 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     check.raise_if_any()
 
     from_logits = bool(getattr(loss.config, "from_logits", False))
-    metric_objs = [build_metric(name, loss.registered_name, from_logits, model.output_shape)
-                   for name in spec.metrics]
+    metric_objs = [build_metric(plan, loss.registered_name, from_logits, model.output_shape)
+                   for plan in metric_plans]
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
     resolved = spec.to_dict()
     resolved["data"] = plan.resolved()
     resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
     resolved["loss"] = loss.get_config()
+    resolved["metrics"] = [e if isinstance(e, str) else  # a mapping: with its defaults
+                           {"type": p.kind.registered_name, **p.config.model_dump()}
+                           for e, p in zip(spec.metrics, metric_plans)]
     resolved["optimizer"] = {"type": opt_cls.registered_name, **opt_cfg.model_dump()}
     setup = Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
     finish_control(setup, control, check)  # run-length defaults, monitors, resolved sections
@@ -143,6 +151,7 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
 def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:
     """Input shape against the data; output shape against the loss and the classes (the
     torch-free rule that ``trainctl validate`` applies too)."""
-    facts = DataFacts(splits.input_shape, splits.num_classes, splits.source_name)
+    facts = DataFacts(splits.input_shape, splits.num_classes, splits.source_name,
+                      label_shape(splits.train))
     check.errors.extend(fit_problems(check.doc, tuple(spec.model.input_shape),
                                      tuple(model.output_shape), type(loss), facts))
