@@ -39,6 +39,7 @@ SECTIONS = [
     (("$defs", "SectionConfig", "properties", "steps", "items"), "steps", True),
     (("properties", "schedule", "anyOf"), "schedules", True),
     (("properties", "callbacks", "items"), "callbacks", True),
+    (("properties", "metrics", "items"), "metrics", True),
 ]
 
 
@@ -51,7 +52,7 @@ def spec_json_schema(sources: Registry | None = None, steps: Registry | None = N
     """
     registries = {"layers": layer_kinds, "losses": loss_kinds, "optimizers": optimizer_kinds,
                   "sources": sources, "steps": steps, "schedules": schedule_kinds,
-                  "callbacks": callback_kinds}
+                  "callbacks": callback_kinds, "metrics": metric_names}
     kinds = [(key, name, cls) for key, reg in registries.items() if reg is not None
              for name, cls in reg.items()]
     keys, defs = models_json_schema([(Spec, "validation")] +
@@ -75,10 +76,6 @@ def spec_json_schema(sources: Registry | None = None, steps: Registry | None = N
     for path, key, bare in SECTIONS:
         if key in branches:
             _spell_out(schema, path, branches[key], registries[key].names() if bare else None)
-    metrics = _at(schema, ("properties", "metrics", "items"))
-    if metrics is not None:
-        metrics.clear()
-        metrics["enum"] = metric_names.names()
     schema["properties"] = {BASE_KEY: {"type": "string", "description": "a spec to inherit "
                                        "from, relative to this file's folder (deep merge)"},
                             **schema["properties"]}

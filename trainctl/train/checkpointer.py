@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def record_keys(setup) -> list[str]:
     """The values an epoch record of ``setup`` holds that ``monitor`` may name."""
-    names = [m.name for m in setup.metrics]
+    names = [key for m in setup.metrics for key in m.record_keys()]
     keys = ["loss", *names]
     if setup.splits.sizes.get("validation", 0) > 0:
         keys += ["val_loss", *(f"val_{n}" for n in names)]

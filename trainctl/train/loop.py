@@ -205,7 +205,7 @@ class Trainer(Control):
         if penalty is not None:
             record["regularization_loss"] = float(penalty.item())
         for m in s.metrics:
-            record[m.name] = m.result()
+            record.update(m.results())  # per_class metrics give one key per class
         if s.splits.sizes.get("validation", 0) > 0 and self._epoch_evaluated(epoch):
             for key, value in evaluate(s, s.splits.validation).items():
                 record[f"val_{key}"] = value
@@ -219,7 +219,7 @@ class Trainer(Control):
         logs = {"loss": float(total.item()) / count} if total is not None and count else {}
         for m in self.setup.metrics:
             if m.count:
-                logs[m.name] = m.result()
+                logs.update(m.results())
         return logs
 
     def save(self, path, kind: str = "manual"):
@@ -266,9 +266,7 @@ def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
     """Mean loss and metrics over ``dataset`` (per sample), in evaluation mode, no tape;
     with the optimizer's moving average of the weights when it keeps one (``use_ema``)."""
     s = setup
-    metrics = [type(m)(from_logits=m.from_logits) for m in s.metrics]
-    for fresh, m in zip(metrics, s.metrics):
-        fresh.name = m.name
+    metrics = [m.fresh() for m in s.metrics]  # same options, empty state
     total, count = None, 0
     with no_grad(), s.optimizer.ema_weights():
         for batch in dataset:
@@ -281,5 +279,5 @@ def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
                 m.update(y, pred)
     out = {"loss": float(total.item()) / count if count else float("nan")}
     for m in metrics:
-        out[m.name] = m.result()
+        out.update(m.results())
     return out

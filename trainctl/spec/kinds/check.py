@@ -19,7 +19,7 @@ from trainctl.registry import Registry
 from trainctl.spec.doc import SpecDoc
 from trainctl.spec.kinds.layers import LayerConfig, LayerKind, Shape, fmt_shape, layer_kinds
 from trainctl.spec.kinds.losses import LossKind, loss_kinds
-from trainctl.spec.kinds.names import metric_names
+from trainctl.spec.kinds.metrics import Target, metric_problems, output_for_labels, plan_metrics
 from trainctl.spec.kinds.optimizers import optimizer_kinds
 from trainctl.spec.kinds.control import plan_control
 
@@ -99,24 +99,59 @@ def check_references(doc: SpecDoc) -> Report:
     report.loss = _named(doc, ("loss",), loss_kinds, report.errors)
     report.optimizer = _named(doc, ("optimizer",), optimizer_kinds, report.errors)
     report.errors.extend(plan_control(doc).errors)  # schedule and callbacks
-    for i, name in enumerate(_list(doc.get(("metrics",)))):
-        if isinstance(name, str):
-            _lookup(doc, metric_names, ("metrics", i), name, report.errors)
+    try:
+        plan_metrics(doc)  # names, options, unique record keys
+    except SpecErrors as exc:
+        report.errors.extend(exc.errors)
     return report
 
 
 @dataclass(frozen=True)
 class DataFacts:
     """What the model must fit: one sample's ``input_shape``, ``num_classes`` (None for
-    regression targets) and the ``source`` name used in messages."""
+    regression targets), the ``source`` name used in messages and one label's shape
+    (``label_shape``, None when unknown)."""
 
     input_shape: Shape
     num_classes: int | None
     source: str
+    label_shape: Shape | None = None
 
 
 def fit_problems(doc: SpecDoc, input_shape: Shape, output_shape: Shape,
                  loss: type[LossKind], data: DataFacts) -> list[SpecError]:
+    """The model's ends against the data and the loss (:func:`_model_problems`); when they
+    fit, the labels and every metric against the output (:func:`target_problems`)."""
+    found = _model_problems(doc, input_shape, output_shape, loss, data)
+    # an output the loss rejects would make every metric complain about it too
+    return found or target_problems(doc, output_shape, loss, data,
+                                    _last_layer(doc))
+
+
+def target_problems(doc: SpecDoc, output_shape: Shape, loss: type[LossKind],
+                    data: DataFacts, last: tuple) -> list[SpecError]:
+    """Labels that a loss comparing values cannot take (one label per sample needs an
+    output of [1]), located at ``last`` (the output layer); each metric that cannot
+    measure this output against these labels (a regression metric on class labels,
+    binary_accuracy on 3 classes, an arg-max over one unit, accuracy on regression
+    targets), located at ``metrics[i]``."""
+    target = Target(tuple(output_shape), data.num_classes, data.label_shape,
+                    loss.registered_name, data.source)
+    need = output_for_labels(target) if loss.labels == "values" else None
+    out = [] if need is None else [doc.error(last, (
+        f"{loss.registered_name} compares the output with the labels: source {data.source!r} "
+        f"gives labels of shape {fmt_shape(data.label_shape)} per sample, so the model must "
+        f"output {fmt_shape(need)}, not {fmt_shape(output_shape)}"))]
+    return out + metric_problems(doc, target)
+
+
+def _last_layer(doc: SpecDoc) -> tuple:
+    layers = doc.get(LAYERS)
+    return LAYERS + (len(layers) - 1,) if isinstance(layers, list) and layers else ("model",)
+
+
+def _model_problems(doc: SpecDoc, input_shape: Shape, output_shape: Shape,
+                    loss: type[LossKind], data: DataFacts) -> list[SpecError]:
     """The model's ``input_shape`` against the data; its ``output_shape`` against what
     ``loss`` needs for the data's classes; a classification loss against regression data.
     Each problem is located in ``doc`` (at ``model.input_shape``, the last layer or

@@ -1,4 +1,5 @@
-"""Names a spec may use where no options follow: activations, initializers, metrics.
+"""Names a spec may use where no options follow: activations, initializers (and the
+metric names, whose kinds with their options live in :mod:`.metrics`).
 
 The functions behind them live in ``trainctl.nn`` (which imports torch); these tables let
 ``trainctl validate`` check a name without it. A test checks that both sides list the same
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from trainctl.errors import UnknownNameError
 from trainctl.registry import Registry
+from trainctl.spec.kinds.metrics import metric_kinds
 
 
 def _names(kind: str, names: tuple[str, ...]) -> Registry[str]:
@@ -25,9 +27,7 @@ initializer_names = _names("initializer", (
     "zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
     "lecun_uniform", "lecun_normal", "constant", "orthogonal", "random_uniform",
     "random_normal"))
-metric_names = _names("metric", (
-    "accuracy", "binary_accuracy", "sparse_categorical_accuracy", "categorical_accuracy",
-    "mean_absolute_error", "mean_squared_error"))
+metric_names = metric_kinds  # names with options: see trainctl.spec.kinds.metrics
 
 
 def check_activation(name: str | None) -> str | None:
