@@ -88,10 +88,16 @@ def _ref_name(entry: Mapping[str, Any]) -> str:
 
 
 def _at(schema: dict, path: Iterable[str]) -> dict | None:
+    """The node at ``path``. ``"anyOf"`` steps to the object member of an Optional; any
+    other step missing from an ``anyOf`` node is looked up in its members (so
+    ``layers.items`` also finds the items of an Optional list)."""
     node: Any = schema
     for part in path:
-        if part == "anyOf" and isinstance(node.get("anyOf"), list):
-            node = next((m for m in node["anyOf"] if m.get("type") == "object"), None)
+        members = node.get("anyOf") if isinstance(node, dict) else None
+        if part == "anyOf" and isinstance(members, list):
+            node = next((m for m in members if m.get("type") == "object"), None)
+        elif isinstance(node, dict) and part not in node and isinstance(members, list):
+            node = next((m[part] for m in members if isinstance(m, dict) and part in m), None)
         else:
             node = node.get(part) if isinstance(node, dict) else None
         if node is None:
