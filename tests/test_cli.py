@@ -133,7 +133,10 @@ def test_resolved_spec_round_trips(work, iris_run):
     # every section is resolved: registered things carry all their defaults and their names
     assert saved.optimizer == {"type": "adam", "learning_rate": 0.01, "beta_1": 0.9,
                                "beta_2": 0.999, "epsilon": 1e-8, "weight_decay": 0.0,
-                               "amsgrad": False}
+                               "amsgrad": False, "clipnorm": None, "global_clipnorm": None,
+                               "clipvalue": None, "weight_decay_exclude": [], "groups": [],
+                               "gradient_accumulation_steps": 1, "use_ema": False,
+                               "ema_momentum": 0.99}
     assert [layer["name"] for layer in saved.model.layers] == ["dense", "dense_1"]
     assert saved.model.layers[0] == {"type": "dense", "name": "dense", "units": 8,
                                      "activation": "relu", "use_bias": True,
