@@ -56,8 +56,8 @@ def check_spec_file(path: str | Path, overrides: list[str]) -> list[Exception]:
     others: list[TrainctlError] = []
     facts = _data_facts(spec, doc, errors, others)
     if facts is not None and report.output_shape is not None and report.loss is not None:
-        errors.extend(fit_problems(doc, tuple(spec.model.input_shape), report.output_shape,
-                                   report.loss[0], facts))
+        errors.extend(fit_problems(doc, report.input_shape, report.output_shape,
+                                   report.loss[0], facts, report.graph.output_path))
     return [*doc.sorted(errors).errors, *others]
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 
 from trainctl.errors import SpecErrors
+from trainctl.graph.dag_model import GraphModel, NodeShapeError
 from trainctl.graph.model import LayerShapeError, Model
 from trainctl.nn.layers import Layer, layers
 from trainctl.spec import Spec, SpecDoc
 from trainctl.spec.kinds.check import plan_layers
+from trainctl.spec.kinds.dag import GraphPlan, plan_graph
 
 
 def spec_doc(spec: Spec) -> SpecDoc:
@@ -31,11 +33,14 @@ def build_layers(spec: Spec) -> list[Layer]:
 
 
 def build_model(spec: Spec, device: torch.device | str = "cpu") -> Model:
-    """Build the spec's model on ``device`` with shapes inferred.
+    """Build the spec's model on ``device`` with shapes inferred: a chain :class:`Model`
+    for ``model.layers``, a :class:`GraphModel` for ``model.nodes``.
 
     Raises SpecErrors for bad layer entries and for a layer that cannot take its input
-    shape (located at that layer's entry).
+    shape (located at that layer's entry; for a DAG, naming the input nodes too).
     """
+    if spec.model.nodes is not None:
+        return build_graph_model(spec, device)
     model = Model(build_layers(spec), tuple(spec.model.input_shape), name=spec.name)
     try:
         model.build(device)
@@ -44,3 +49,18 @@ def build_model(spec: Spec, device: torch.device | str = "cpu") -> Model:
     return model
 
 
+def build_graph_model(spec: Spec, device: torch.device | str = "cpu",
+                      plan: GraphPlan | None = None) -> GraphModel:
+    """A :class:`GraphModel` for ``spec.model.nodes`` from its torch-free plan (all graph
+    and shape checks done there), built on ``device``; raises SpecErrors."""
+    plan = plan if plan is not None else plan_graph(spec_doc(spec))
+    node_layers: dict[str, Layer] = {}
+    for node in plan.nodes:  # topological: a shared layer exists before its second user
+        node_layers[node.name] = (node_layers[node.shared_with] if node.shared_with else
+                                  layers.get(node.type)(node.config, name=node.name))
+    model = GraphModel(plan, node_layers, name=spec.name)
+    try:
+        model.build(device)
+    except NodeShapeError as exc:
+        raise SpecErrors([spec_doc(spec).error(exc.path, exc.message)]) from None
+    return model

@@ -32,6 +32,7 @@ BOOL_WORDS = ["yes", "no", "on", "off", "Yes", "No", "On", "Off", "YES", "NO", "
 # picks the object member of an Optional.
 SECTIONS = [
     (("$defs", "ModelConfig", "properties", "layers", "items"), "layers", False),
+    (("$defs", "ModelConfig", "properties", "nodes", "items"), "nodes", False),
     (("properties", "loss"), "losses", True),
     (("properties", "optimizer"), "optimizers", True),
     (("$defs", "DataConfig", "properties", "source", "anyOf"), "sources", False),
@@ -73,6 +74,7 @@ def spec_json_schema(sources: Registry | None = None, steps: Registry | None = N
         branches.setdefault(key, []).append({"$ref": f"#/$defs/{def_name}"})
     for def_name in used:
         del schema["$defs"][def_name]
+    branches["nodes"] = [_node_def(schema, b["$ref"]) for b in branches.get("layers", [])]
     for path, key, bare in SECTIONS:
         if key in branches:
             _spell_out(schema, path, branches[key], registries[key].names() if bare else None)
@@ -81,6 +83,20 @@ def spec_json_schema(sources: Registry | None = None, steps: Registry | None = N
                             **schema["properties"]}
     _lenient_booleans(schema)
     return {"$schema": DRAFT, "$id": "trainctl.schema.json", "title": "trainctl spec", **schema}
+
+
+def _node_def(schema: dict, ref: str) -> dict:
+    """A ``model.nodes`` entry: the layer's entry plus ``inputs`` and ``shared_with``, with
+    a required ``name`` (trainctl.spec.kinds.dag)."""
+    layer = _ref_name({"$ref": ref})
+    entry = copy.deepcopy(schema["$defs"][layer])
+    names = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+    entry["properties"].update({"inputs": {"anyOf": [{"type": "string"}, names]},
+                                "shared_with": {"type": "string"}})
+    entry["required"] = ["name", "type"]  # a node with shared_with gives no options
+    entry["title"] = entry["title"].replace("layers:", "nodes:")
+    schema["$defs"]["nodes." + layer.split(".", 1)[1]] = entry
+    return {"$ref": "#/$defs/nodes." + layer.split(".", 1)[1]}
 
 
 def _ref_name(entry: Mapping[str, Any]) -> str:

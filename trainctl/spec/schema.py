@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional, Sequence, Union
 from annotated_types import Gt
 from pydantic import BeforeValidator, Field, PrivateAttr, Strict
 from pydantic import field_validator, model_serializer, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from trainctl.errors import SpecErrors
 from trainctl.spec.checkpointing import CheckpointConfig
@@ -23,6 +23,7 @@ from trainctl.spec.config import Config
 from trainctl.spec.doc import SpecDoc, load_doc
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
+from trainctl.spec.training import TrainConfig
 from trainctl.spec.training import TrainConfig
 from trainctl.spec.yaml_loader import dump_yaml
 
@@ -118,9 +119,54 @@ class DataConfig(Config):
         return out
 
 
+_MISSING = object()
+
+
 class ModelConfig(Config):
-    input_shape: list[Dim] = Field(min_length=1)
-    layers: list[TypedSection] = Field(min_length=1)
+    """Either a chain (``input_shape`` + ``layers``) or a DAG (``inputs`` + ``nodes``,
+    optional ``outputs``); trainctl.spec.kinds.dag checks the graph."""
+
+    input_shape: Optional[list[Dim]] = Field(None, min_length=1)
+    layers: Optional[list[TypedSection]] = Field(None, min_length=1)
+    inputs: Optional[list[dict[str, Any]]] = Field(None, min_length=1)
+    nodes: Optional[list[TypedSection]] = Field(None, min_length=1)
+    outputs: Optional[Any] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chain_needs(cls, data: Any) -> Any:
+        """Without ``nodes``, ``input_shape`` and ``layers`` are required: reported like
+        any missing field, together with the errors of the other fields."""
+        if isinstance(data, dict) and data.get("nodes") is None:
+            return {**{k: _MISSING for k in ("input_shape", "layers") if k not in data}, **data}
+        return data
+
+    @field_validator("input_shape", "layers", mode="before")
+    @classmethod
+    def _not_missing(cls, value: Any) -> Any:
+        if value is _MISSING:
+            raise PydanticKnownError("missing")
+        return value
+
+    @model_validator(mode="after")
+    def chain_or_dag(self) -> "ModelConfig":
+        if self.nodes is None:
+            for key in ("inputs", "outputs"):
+                if getattr(self, key) is not None:
+                    raise PydanticCustomError("spec_model", "{key} belongs to the nodes form; "
+                                              "with layers use input_shape", {"key": key})
+        else:
+            for key in ("layers", "input_shape"):
+                if getattr(self, key) is not None:
+                    raise PydanticCustomError("spec_model", "give either layers or nodes, "
+                                              "not both", {"key": key})
+            if self.inputs is None:
+                raise PydanticCustomError("spec_model", "missing required field", {"key": "inputs"})
+        return self
+
+    @model_serializer(mode="wrap")
+    def _used_keys(self, handler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class Spec(Config):
@@ -139,6 +185,8 @@ class Spec(Config):
     optimizer: NamedSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    schedule: Optional[NamedSection] = None
+    callbacks: list[NamedSection] = Field(default_factory=list)
     schedule: Optional[NamedSection] = None
     callbacks: list[NamedSection] = Field(default_factory=list)
 

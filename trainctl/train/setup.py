@@ -23,8 +23,8 @@ from trainctl.nn.metrics import Metric, build_metric
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
 from trainctl.spec.kinds.check import DataFacts, fit_problems
-from trainctl.spec.kinds.metrics import plan_metrics
 from trainctl.spec.kinds.control import plan_control
+from trainctl.spec.kinds.metrics import plan_metrics
 from trainctl.spec.yaml_loader import dump_yaml
 from trainctl.train.control import finish_control
 
@@ -136,7 +136,8 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
     resolved = spec.to_dict()
     resolved["data"] = plan.resolved()
-    resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
+    if spec.model.nodes is None:  # a DAG's nodes stay as written (inputs, shared_with)
+        resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
     resolved["loss"] = loss.get_config()
     resolved["metrics"] = [e if isinstance(e, str) else  # a mapping: with its defaults
                            {"type": p.kind.registered_name, **p.config.model_dump()}
@@ -153,5 +154,7 @@ def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss
     torch-free rule that ``trainctl validate`` applies too)."""
     facts = DataFacts(splits.input_shape, splits.num_classes, splits.source_name,
                       label_shape(splits.train))
-    check.errors.extend(fit_problems(check.doc, tuple(spec.model.input_shape),
-                                     tuple(model.output_shape), type(loss), facts))
+    out = getattr(model, "plan", None)
+    check.errors.extend(fit_problems(check.doc, tuple(model.input_shape),
+                                     tuple(model.output_shape), type(loss), facts,
+                                     out.output_path if out is not None else None))

@@ -50,14 +50,18 @@ class Report:
     and its Config, the optimizer kind and its Config."""
 
     errors: list[SpecError] = field(default_factory=list)
-    layers: list[LayerPlan] | None = None
+    graph: Any = None  # a trainctl.spec.kinds.dag.GraphPlan, with shapes
     loss: tuple[type[LossKind], Any] | None = None
     optimizer: tuple[type, Any] | None = None
 
     @property
     def output_shape(self) -> Shape | None:
-        ok = self.layers and self.layers[-1].output_shape is not None
-        return self.layers[-1].output_shape if ok else None
+        return self.graph.output_shape if self.graph is not None else None
+
+    @property
+    def input_shape(self) -> Shape | None:
+        """The sample shape the model needs from the data."""
+        return self.graph.data_shape if self.graph is not None else None
 
 
 def plan_layers(doc: SpecDoc) -> list[LayerPlan]:
@@ -91,9 +95,11 @@ def check_references(doc: SpecDoc) -> Report:
     """Check the layers (with shapes), loss, optimizer, metrics, schedule and callbacks
     ``doc`` names against the kinds. Parts the top-level schema rejects are skipped (it
     reports them)."""
+    from trainctl.spec.kinds.dag import plan_graph
+
     report = Report()
     try:
-        report.layers = plan_layers(doc)
+        report.graph = plan_graph(doc)
     except SpecErrors as exc:
         report.errors.extend(exc.errors)
     report.loss = _named(doc, ("loss",), loss_kinds, report.errors)
@@ -119,13 +125,14 @@ class DataFacts:
 
 
 def fit_problems(doc: SpecDoc, input_shape: Shape, output_shape: Shape,
-                 loss: type[LossKind], data: DataFacts) -> list[SpecError]:
+                 loss: type[LossKind], data: DataFacts,
+                 output_path: tuple | None = None) -> list[SpecError]:
     """The model's ends against the data and the loss (:func:`_model_problems`); when they
     fit, the labels and every metric against the output (:func:`target_problems`)."""
-    found = _model_problems(doc, input_shape, output_shape, loss, data)
+    found = _model_problems(doc, input_shape, output_shape, loss, data, output_path)
     # an output the loss rejects would make every metric complain about it too
     return found or target_problems(doc, output_shape, loss, data,
-                                    _last_layer(doc))
+                                    output_path or _last_layer(doc))
 
 
 def target_problems(doc: SpecDoc, output_shape: Shape, loss: type[LossKind],
@@ -151,19 +158,22 @@ def _last_layer(doc: SpecDoc) -> tuple:
 
 
 def _model_problems(doc: SpecDoc, input_shape: Shape, output_shape: Shape,
-                    loss: type[LossKind], data: DataFacts) -> list[SpecError]:
+                    loss: type[LossKind], data: DataFacts,
+                    output_path: tuple | None = None) -> list[SpecError]:
     """The model's ``input_shape`` against the data; its ``output_shape`` against what
     ``loss`` needs for the data's classes; a classification loss against regression data.
-    Each problem is located in ``doc`` (at ``model.input_shape``, the last layer or
-    ``loss.type``)."""
+    Each problem is located in ``doc`` (at ``model.input_shape`` or ``model.inputs``, the
+    last layer or ``output_path`` (the output node), or ``loss.type``)."""
     if tuple(input_shape) != tuple(data.input_shape):
-        return [doc.error(("model", "input_shape"),
+        where = ("model", "input_shape") if doc.get(("model", "nodes")) is None else ("model", "inputs")
+        return [doc.error(where,
                           f"input_shape {fmt_shape(input_shape)} does not match the data: source "
                           f"{data.source!r} gives samples of shape {fmt_shape(data.input_shape)}")]
     name, classes = loss.registered_name, data.num_classes
     need = loss.expected_output(classes)
     layers = doc.get(LAYERS)
     last = LAYERS + (len(layers) - 1,) if isinstance(layers, list) and layers else ("model",)
+    last = output_path or last
     if need is not None and tuple(output_shape) != tuple(need):
         return [doc.error(last, f"the model outputs shape {fmt_shape(output_shape)} but {name} "
                                 f"on {classes} classes (source {data.source!r}) needs "
