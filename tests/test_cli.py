@@ -64,7 +64,7 @@ optimizer: {type: sgd, learning_rate: 0.1}
 train: {epochs: 2}
 """
 
-RECORD_KEYS = ["epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy",
+RECORD_KEYS = ["kind", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy",
                "learning_rate", "seconds", "input_wait"]
 
 
@@ -158,7 +158,8 @@ def test_metrics_jsonl_has_one_record_per_epoch(iris_run):
     for record in records:
         assert list(record) == RECORD_KEYS
         assert record["step"] == record["epoch"] * steps_per_epoch
-        for key in RECORD_KEYS[2:]:
+        assert record["kind"] == "epoch"
+        for key in RECORD_KEYS[3:]:
             assert isinstance(record[key], float) and math.isfinite(record[key]), key
         assert 0 <= record["accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
         assert record["loss"] > 0 and record["val_loss"] > 0

@@ -63,8 +63,8 @@ def test_history_fields_and_steps():
     steps_per_epoch = math.ceil(setup.splits.sizes["train"] / 16)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["step"] for r in history] == [steps_per_epoch * k for k in (1, 2, 3)]
-    assert set(history[0]) == {"epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy",
-                               "learning_rate", "seconds"}
+    assert set(history[0]) == {"kind", "epoch", "step", "loss", "accuracy", "val_loss",
+                               "val_accuracy", "learning_rate", "seconds"}
     assert history[0]["learning_rate"] == 0.01
 
 

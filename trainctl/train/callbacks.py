@@ -1,7 +1,10 @@
-"""Callbacks: how the training loop reports progress without printing anything itself.
+"""Callbacks: how the training loop reports progress without printing anything itself,
+and how the spec's ``callbacks:`` (early stopping, time budget, non-finite guard) act on it.
 
 The CLI passes a reporter (a rich progress bar, or plain lines when not on a terminal);
-tests pass recorders. Every hook is optional.
+tests pass recorders; the spec's callbacks are registered in :data:`spec_callbacks`
+(their options are kinds in :mod:`trainctl.spec.kinds.callbacks`) and built by the
+Trainer itself. Every hook is optional.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainctl.autodiff.tensor import Tensor
+from trainctl.registry import Registry
 
 
 class Callback:
@@ -26,6 +30,22 @@ class Callback:
     def on_batch_end(self, step: int, batch_size: int, loss: Tensor) -> None: ...
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None: ...
+
+    def on_step_record(self, step: int, record: dict[str, Any]) -> None:
+        """A step record was written (``train.log_every_n_steps``, ``eval_every_n_steps``,
+        or the last step of a run by steps)."""
+
+    def on_evaluation(self, record: dict[str, Any]) -> None:
+        """After each epoch record and each step record holding a validation: where
+        monitored values are checked (after ``on_epoch_end`` / ``on_step_record``)."""
+
+    def on_train_complete(self) -> None:
+        """Training is complete (all epochs or steps, or stopped early); called before the
+        final checkpoint is written, e.g. to restore the best weights."""
+
+    def on_notice(self, message: str) -> None:
+        """Something the user should see that is not an error (a skipped batch, a
+        rollback, an early stop)."""
 
     def on_train_end(self, history: list[dict[str, Any]]) -> None: ...
 
@@ -52,6 +72,27 @@ class CallbackList(Callback):
         for c in self.callbacks:
             c.on_epoch_end(epoch, record)
 
+    def on_step_record(self, step, record):
+        for c in self.callbacks:
+            c.on_step_record(step, record)
+
+    def on_evaluation(self, record):
+        for c in self.callbacks:
+            c.on_evaluation(record)
+
+    def on_train_complete(self):
+        for c in self.callbacks:
+            c.on_train_complete()
+
+    def on_notice(self, message):
+        for c in self.callbacks:
+            c.on_notice(message)
+
     def on_train_end(self, history):
         for c in self.callbacks:
             c.on_train_end(history)
+
+
+spec_callbacks: Registry[type[Callback]] = Registry("callback")
+"""The callbacks a spec can list, by name; each class derives from its kind and is built
+as ``cls(config, trainer)``."""
