@@ -114,8 +114,9 @@ def override_run(work) -> Path:
 
 
 def test_run_dir_layout(iris_run):
-    assert sorted(p.name for p in iris_run.iterdir()) == ["checkpoints", "metrics.jsonl",
-                                                           "spec.yaml"]
+    assert sorted(p.name for p in iris_run.iterdir()) == ["checkpoints", "metrics.csv",
+                                                           "metrics.jsonl", "run.json",
+                                                           "spec.yaml", "tensorboard"]
     final = iris_run / "checkpoints" / "final"
     assert sorted(p.name for p in final.iterdir()) == ["MANIFEST", "optimizer.safetensors",
                                                         "state.json", "weights.safetensors"]

@@ -9,6 +9,8 @@ from trainctl.cli.ckpt import ckpt_app
 from trainctl.cli.doctor import doctor_command
 from trainctl.cli.data import data_app
 from trainctl.cli.eval import evaluate_command
+from trainctl.cli.plot import plot_command
+from trainctl.cli.runs import runs_app
 from trainctl.cli.smoke import smoke_command
 from trainctl.cli.schema import schema_command
 from trainctl.cli.train import train
@@ -25,6 +27,22 @@ app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.add_typer(ckpt_app, name="ckpt")
 app.add_typer(data_app, name="data")
+app.command("plot")(plot_command)
+app.add_typer(runs_app, name="runs")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import trainctl
+
+        typer.echo(f"trainctl {trainctl.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Train neural networks from a YAML spec."""
 
 
 def main() -> None:

@@ -1,8 +1,16 @@
-"""What every command shares: the consoles and user-error handling (one line, exit 2)."""
+"""What every command shares: the consoles and user-error handling (one line, exit 2).
+
+``out`` writes to standard output through :class:`SafeStdout`, so a reader that goes away
+(``trainctl train s.yaml | head -1``) silences the output instead of killing the command.
+Both consoles follow rich's rules: plain text off a terminal, and no colours with
+``NO_COLOR`` set (https://no-color.org) or ``TERM=dumb``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import sys
 
 import typer
@@ -10,7 +18,53 @@ from rich.console import Console
 
 from trainctl.errors import SpecErrors, TrainctlError
 
-out = Console(highlight=False, soft_wrap=True)
+
+
+class SafeStdout(io.TextIOBase):
+    """``sys.stdout`` (looked up at each call, so test runners' captures work) that turns a
+    closed pipe into silence: after the first BrokenPipeError every write is dropped and
+    file descriptor 1 points at /dev/null, so the interpreter's last flush is quiet too.
+    ``broken`` tells whether that happened."""
+
+    broken = False
+
+    def write(self, text: str) -> int:
+        if not SafeStdout.broken:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not SafeStdout.broken:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def isatty(self) -> bool:
+        return not SafeStdout.broken and sys.stdout.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # rich asks, to choose its characters
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+    @staticmethod
+    def _silence() -> None:
+        SafeStdout.broken = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
+out = Console(file=SafeStdout(), highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +12,13 @@ from trainctl.cli.common import err, is_tty, out, user_errors
 from trainctl.cli.validate import SET_HELP
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 def train(
-    spec: Path = typer.Argument(..., help="The YAML spec to train."),
+    spec: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec to train."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run "
                                            "(default runs/<name>-<timestamp>)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
@@ -33,6 +39,12 @@ def train(
     init_filter: list[str] = typer.Option([], "--init-filter", metavar="GLOB",
                                           help="With --init-from: load only tensors whose name "
                                           "matches (repeatable), e.g. 'dense/*'."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on stdout (errors "
+                               "and warnings still go to stderr)."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", help="text: progress "
+                                         "bars on a terminal, plain lines elsewhere; json: one "
+                                         "JSON object per line (start, each step and epoch "
+                                         "record, test, end) for scripts."),
 ) -> None:
     """Train the model a spec describes; progress on stdout, the run in a run directory."""
     from trainctl.errors import TrainctlError
@@ -58,7 +70,10 @@ def train(
         check_monitor(setup)  # before any run directory is made or opened
         target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
         if target is not None:
-            return _resume(spec, s, setup, target, apply_optimizer_changes)
+            from trainctl.cli.progress import RunOutput
+
+            return _resume(spec, s, setup, target, apply_optimizer_changes,
+                           RunOutput(out, log_format.value, quiet, is_tty()))
         if init_from is not None:  # before the run directory exists: an error leaves nothing
             from trainctl.train.init_from import init_from as load_initial
 
@@ -69,60 +84,86 @@ def train(
         except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
             raise TrainctlError(f"cannot create the run directory {str(path)!r}: "
                                 f"{exc.strerror or exc}") from None
-        from trainctl.cli.progress import PlainReporter, RichReporter
+        from trainctl.cli.progress import RunOutput
+        from trainctl.io.records import finish_run, start_run
+        from trainctl.train.runinfo import describe_run
 
-        reporter = RichReporter(out) if is_tty() else PlainReporter(out)
-        trainer = Trainer(setup, rd, [reporter])
+        view = RunOutput(out, log_format.value, quiet, is_tty())
+        started = start_run(rd.path, describe_run(setup, spec))
+        trainer = Trainer(setup, rd, [view.reporter()])
         try:
             with handle_signals(trainer, s.checkpoint.signals):
                 trainer.fit()
         except BaseException as exc:
+            rd.close()
             if not any(rd.checkpoints.glob("*")):
                 rd.discard()
                 err.print(f"removed the unfinished run directory {path}", markup=False)
+            else:
+                finish_run(rd.path, _status_of(exc), started, error=f"{type(exc).__name__}: {exc}")
             if isinstance(exc, SignalExit):
                 raise typer.Exit(resuming.aborted(exc, trainer, spec, path)) from None
             raise
-        _finish(trainer, spec, path)
+        _finish(trainer, spec, path, view, started)
 
 
-def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool) -> None:
+def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool,
+            view) -> None:
     """``--resume``: continue the run at ``path`` (see trainctl.train.resume)."""
     from trainctl.cli import resuming
-    from trainctl.cli.progress import PlainReporter, RichReporter
     from trainctl.io import RunDir
+    from trainctl.io.records import finish_run, start_run
     from trainctl.train import Trainer
     from trainctl.train.resume import apply_resume, plan_resume
+    from trainctl.train.runinfo import describe_run
     from trainctl.train.signals import SignalExit, handle_signals
 
     plan = plan_resume(path, setup, apply_optimizer_changes=apply_optimizer_changes)
     resuming.describe_plan(plan)
     rd = RunDir.open(path)
-    trainer = Trainer(setup, rd, [RichReporter(out) if is_tty() else PlainReporter(out)])
+    trainer = Trainer(setup, rd, [view.reporter()])
     for warning in apply_resume(trainer, plan):
         err.print(f"warning: {warning}", markup=False)
     rd.write_spec(setup.resolved_yaml())
+    started = start_run(rd.path, describe_run(setup, spec_file))
     if plan.complete:
-        out.print(f"the run is already complete ({trainer.epoch} epochs): nothing to train",
-                  markup=False)
+        view.line(f"the run is already complete ({trainer.epoch} epochs): nothing to train")
     else:
         try:
             with handle_signals(trainer, s.checkpoint.signals):
                 trainer.fit()
-        except SignalExit as exc:
-            raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path)) from None
-    _finish(trainer, spec_file, path)
+        except BaseException as exc:
+            rd.close()
+            finish_run(rd.path, _status_of(exc), started, error=f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, SignalExit):
+                raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path)) from None
+            raise
+    _finish(trainer, spec_file, path, view, started)
 
 
-def _finish(trainer, spec_file: Path, path: Path) -> None:
-    """After fit: report a stop by signal (exit 128+N), else the test split and the run."""
+def _status_of(exc: BaseException) -> str:
+    """run.json's status for a run that ``exc`` ended."""
+    from trainctl.train.signals import SignalExit
+
+    return "interrupted" if isinstance(exc, (SignalExit, KeyboardInterrupt)) else "failed"
+
+
+def _finish(trainer, spec_file: Path, path: Path, view, started: float) -> None:
+    """After fit: report a stop by signal (exit 128+N), else the test split and the run;
+    run.json gets the run's status."""
     from trainctl.cli import resuming
+    from trainctl.io.records import finish_run
     from trainctl.train import evaluate
 
     setup = trainer.setup
-    if trainer.stop_signal is not None and trainer.epoch < setup.spec.train.epochs:
+    trainer.run_dir.close()
+    if trainer.stop_signal is not None and not trainer.finished:
+        finish_run(path, "interrupted", started)
         raise typer.Exit(resuming.stopped(trainer, spec_file, path))
     if setup.splits.sizes.get("test", 0):
         result = evaluate(setup, setup.splits.test)
-        out.print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()), markup=False)
-    out.print(f"run written to {path}", markup=False)
+        view.event({"kind": "test", **result},
+                   "test  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    finish_run(path, "completed", started)
+    view.event({"kind": "end", "run_dir": str(path), "status": "completed"},
+               f"run written to {path}")

@@ -1,5 +1,6 @@
 """The run directory: ``runs/<name>-<timestamp>/`` with the resolved spec, metrics.jsonl
-and checkpoints/. Created only once a run has been fully prepared, so a spec error never
+(and, from the same records, metrics.csv and TensorBoard event files: trainctl.io.records),
+run.json and checkpoints/. Created only once a run has been fully prepared, so a spec error never
 leaves a directory behind."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from trainctl.io.records import RecordWriters
 
 SPEC_FILE, METRICS_FILE, CHECKPOINTS = "spec.yaml", "metrics.jsonl", "checkpoints"
 
@@ -33,6 +36,7 @@ class RunDir:
         self.path = Path(path)
         self.metrics_lines = 0  # complete lines in metrics.jsonl (what a checkpoint records)
         self.created: Path | None = None  # the topmost folder create() made, if any
+        self.records = RecordWriters(self.path, self.read_metrics)  # metrics.csv, TensorBoard
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunDir":
@@ -71,6 +75,7 @@ class RunDir:
                 os.fsync(fh.fileno())
             os.replace(tmp, file)
         self.metrics_lines = kept.count(b"\n")
+        self.records.invalidate()  # metrics.csv and the event files follow at the next record
 
     def create(self, spec_yaml: str) -> "RunDir":
         """Make the directory (it must not hold a previous run) and write the resolved spec."""
@@ -106,12 +111,18 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())  # on disk before any checkpoint that counts this line
         self.metrics_lines += 1
+        self.records.write(clean)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard event files (metrics.jsonl is always complete)."""
+        self.records.close()
 
     def discard(self) -> None:
         """Remove what :meth:`create` made: the folders it created, or, in a folder that
         existed (empty) before, the files written since."""
         import shutil
 
+        self.records.close()
         if self.created is not None:
             shutil.rmtree(self.created, ignore_errors=True)
         elif self.path.is_dir():
