@@ -9,9 +9,11 @@ from trainctl.cli.ckpt import ckpt_app
 from trainctl.cli.doctor import doctor_command
 from trainctl.cli.data import data_app
 from trainctl.cli.eval import evaluate_command
+from trainctl.cli.graph import graph_command
 from trainctl.cli.plot import plot_command
 from trainctl.cli.runs import runs_app
 from trainctl.cli.smoke import smoke_command
+from trainctl.cli.summary import summary_command
 from trainctl.cli.schema import schema_command
 from trainctl.cli.train import train
 from trainctl.cli.validate import validate_command
@@ -25,6 +27,8 @@ app.command("doctor")(doctor_command)
 app.command("bench")(bench_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
+app.command("summary")(summary_command)
+app.command("graph")(graph_command)
 app.add_typer(ckpt_app, name="ckpt")
 app.add_typer(data_app, name="data")
 app.command("plot")(plot_command)
