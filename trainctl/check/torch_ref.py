@@ -104,6 +104,16 @@ def torch_optimizer(optimizer, params) -> torch.optim.Optimizer:
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, betas=(c.beta_1, c.beta_2), eps=c.epsilon,
                    weight_decay=c.weight_decay, amsgrad=c.amsgrad)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=c.rho, eps=c.epsilon, momentum=c.momentum,
+                                   centered=c.centered, weight_decay=c.weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, lr_decay=c.learning_rate_decay, eps=c.epsilon,
+                                   initial_accumulator_value=c.initial_accumulator_value,
+                                   weight_decay=c.weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=c.rho, eps=c.epsilon,
+                                    weight_decay=c.weight_decay)
     raise TrainctlError(f"--compare-torch: no torch.optim translation of optimizer {name!r}")
 
 
