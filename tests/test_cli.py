@@ -142,7 +142,8 @@ def test_resolved_spec_round_trips(work, iris_run):
     assert saved.model.layers[0] == {"type": "dense", "name": "dense", "units": 8,
                                      "activation": "relu", "use_bias": True,
                                      "kernel_initializer": "glorot_uniform",
-                                     "bias_initializer": "zeros"}
+                                     "bias_initializer": "zeros", "kernel_regularizer": None,
+                                     "bias_regularizer": None}
     assert saved.loss == {"type": "sparse_categorical_crossentropy", "from_logits": True}
     # what is not a registered section is the spec as given, defaults filled in
     for key in ("name", "seed", "device", "metrics", "train"):

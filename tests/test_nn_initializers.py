@@ -21,8 +21,9 @@ def draw(name, shape, dtype=F64, seed=0):
 
 
 def test_registered_names():
-    assert initializers.names() == ["glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
-                                    "ones", "zeros"]
+    assert initializers.names() == ["constant", "glorot_normal", "glorot_uniform", "he_normal",
+                                    "he_uniform", "lecun_normal", "lecun_uniform", "ones",
+                                    "orthogonal", "random_normal", "random_uniform", "zeros"]
 
 
 @pytest.mark.parametrize("shape,fan_in,fan_out", [
