@@ -234,3 +234,29 @@ def test_spec_pattern_errors_are_located(tmp_path):
 def test_invalid_shared_options(cfg, message):
     with pytest.raises(ValueError, match=message):
         build_optimizer("sgd", [Variable([1.0], name="a")], **cfg)
+
+
+@pytest.mark.parametrize("name,cfg", [
+    ("rmsprop", {"learning_rate": 0.005, "rho": 0.9, "epsilon": 1e-6, "momentum": 0.5,
+                 "centered": True, "weight_decay": 0.1}),
+    ("adagrad", {"learning_rate": 0.1, "learning_rate_decay": 0.01, "epsilon": 1e-8,
+                 "initial_accumulator_value": 0.1, "weight_decay": 0.05}),
+    ("adadelta", {"learning_rate": 0.5, "rho": 0.95, "epsilon": 1e-5, "weight_decay": 0.1}),
+])
+def test_bench_compare_torch_translates_the_optimizer(name, cfg):
+    """trainctl bench --compare-torch builds the same torch.optim optimizer."""
+    from trainctl.check.torch_ref import torch_optimizer
+
+    init, loss = problem()
+    ours = variables(init)
+    opt = build_optimizer(name, ours, **cfg)
+    theirs = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+    ref = torch_optimizer(opt, list(theirs.values()))
+    for _ in range(20):
+        g = grads_at(loss, {p.name: p.data for p in ours})
+        opt.step([g[p.name] for p in ours])
+        ref.zero_grad()
+        loss(theirs).backward()
+        ref.step()
+    for p in ours:
+        torch.testing.assert_close(p.data, theirs[p.name].detach(), rtol=1e-6, atol=1e-12)

@@ -278,3 +278,35 @@ def test_shared_options_do_not_sync(monkeypatch):
         pass
     monkeypatch.undo()
     assert opt.iterations == 3
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "lion"])
+def test_cuda_step_never_synchronises_and_matches_the_cpu(name):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    init, loss = problem()
+    cfg = {"global_clipnorm": 0.5, "gradient_accumulation_steps": 2, "use_ema": True,
+           "groups": [{"match": "dense_1/*", "learning_rate": 0.001, "weight_decay": 0.01}]}
+    cpu, gpu = variables(init), [Variable(w, dtype=F64, device="cuda", name=f"dense_{i}/kernel")
+                                 for i, w in enumerate(init)]
+    opt_cpu, opt_gpu = build_optimizer(name, cpu, **cfg), build_optimizer(name, gpu, **cfg)
+    grads = grads_at(loss, [p.data for p in cpu])
+    cuda_grads = [g.cuda() for g in grads]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        for i in range(7):
+            opt_gpu.step(cuda_grads, weight=1 + i % 3)
+        opt_gpu.flush()
+        with opt_gpu.ema_weights():
+            pass
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for i in range(7):
+        opt_cpu.step(grads, weight=1 + i % 3)
+    opt_cpu.flush()
+    for p, q in zip(cpu, gpu):
+        torch.testing.assert_close(q.data.cpu(), p.data, rtol=1e-6, atol=1e-12)
+        torch.testing.assert_close(opt_gpu.get_slot(q, "ema").cpu(), opt_cpu.get_slot(p, "ema"),
+                                   rtol=1e-6, atol=1e-12)
