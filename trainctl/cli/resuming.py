@@ -74,11 +74,16 @@ def report_init(report) -> None:
         out.print(f"  {row}", markup=False)
 
 
+INCOMPLETE = 3  # the exit code of a run a callback (time_budget) stopped before its end
+
+
 def stopped(trainer, spec_path: Path, run_path: Path) -> int:
-    """Print how a run stopped by a signal can be resumed; returns the exit code."""
+    """Print how a run stopped by a signal or by a callback (the time budget) can be
+    resumed; returns the exit code: 128 + the signal number, or 3 (:data:`INCOMPLETE`)."""
     from trainctl.train.signals import exit_code
 
-    name = signal.Signals(trainer.stop_signal).name
+    name = (f"by {signal.Signals(trainer.stop_signal).name}" if trainer.stop_signal is not None
+            else f"({trainer.stop_reason})")
     ck = trainer.checkpointer
     entry = ck.store.newest_valid()[0] if ck is not None else None
     if entry is not None and entry.step == trainer.step:
@@ -86,9 +91,9 @@ def stopped(trainer, spec_path: Path, run_path: Path) -> int:
     else:
         note = "no checkpoint written for this stop" + (f"; the last one is {entry.path}"
                                                          if entry is not None else "")
-    err.print(f"stopped by {name} after step {trainer.step}; {note}", markup=False)
+    err.print(f"stopped {name} after step {trainer.step}; {note}", markup=False)
     err.print(f"resume with: trainctl train {spec_path} --resume {run_path}", markup=False)
-    return exit_code(trainer.stop_signal)
+    return exit_code(trainer.stop_signal) if trainer.stop_signal is not None else INCOMPLETE
 
 
 def aborted(exc, trainer, spec_path: Path, run_path: Path) -> int:

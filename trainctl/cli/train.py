@@ -149,7 +149,8 @@ def _status_of(exc: BaseException) -> str:
 
 
 def _finish(trainer, spec_file: Path, path: Path, view, started: float) -> None:
-    """After fit: report a stop by signal (exit 128+N), else the test split and the run;
+    """After fit: report a stop by signal (exit 128+N) or by the time budget (exit 3),
+    else the test split and the run;
     run.json gets the run's status."""
     from trainctl.cli import resuming
     from trainctl.io.records import finish_run
@@ -157,7 +158,7 @@ def _finish(trainer, spec_file: Path, path: Path, view, started: float) -> None:
 
     setup = trainer.setup
     trainer.run_dir.close()
-    if trainer.stop_signal is not None and not trainer.finished:
+    if (trainer.stop_signal is not None or trainer.stop_reason) and not trainer.finished:
         finish_run(path, "interrupted", started)
         raise typer.Exit(resuming.stopped(trainer, spec_file, path))
     if setup.splits.sizes.get("test", 0):

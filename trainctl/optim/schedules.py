@@ -2,7 +2,8 @@
 
 Each registered schedule derives from its kind in :mod:`trainctl.spec.kinds.schedules`
 (its ``Config``). The rate of a step is a pure function of the trainer's counters
-(optimizer steps done, or epochs completed, as ``interval`` says), so a resumed run gets
+(optimizer updates applied, ``optimizer.iterations``, or epochs completed, as ``interval``
+says; with gradient accumulation one update takes several batches), so a resumed run gets
 the same rates from its restored counters; what a counter cannot give is the schedule's
 state (``state_dict``: the factor a non-finite rollback applied, and reduce_on_plateau's
 best value, bad-check count, cooldown and current rate), saved in the ``schedule`` slot of
@@ -59,7 +60,7 @@ class Schedule(ScheduleKind):
         return step if self.config.interval == "step" else epoch
 
     def rate(self, step: int, epoch: int) -> float:
-        """The rate of the next optimizer step, after ``step`` steps and ``epoch`` epochs."""
+        """The rate of the next update, after ``step`` updates and ``epoch`` epochs."""
         t = self.count(step, epoch)
         warmup = getattr(self.config, "warmup_steps", 0)
         if t < warmup:

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 @spec_callbacks.register("early_stopping")
 class EarlyStopping(Callback, kinds.EarlyStopping):
     """Keras' EarlyStopping: at each check of ``monitor`` (see ``on_evaluation``), an
-    improvement is a change beyond ``min_delta`` in the mode's direction; after
-    ``patience`` + 1 checks in a row without one, the run stops and counts as complete.
+    improvement is a change beyond ``min_delta`` in the mode's direction (a non-finite
+    value never is); after ``patience`` checks in a row without one (0 and 1: the first),
+    the run stops and counts as complete.
 
     State (kept in checkpoints): ``best``, ``wait`` (checks without improvement),
     ``best_step`` and ``stopped``. With ``restore_best_weights`` the best weights are kept
@@ -56,9 +57,10 @@ class EarlyStopping(Callback, kinds.EarlyStopping):
                                      for k, v in self.trainer.setup.model.state_dict().items()}
             return
         self.wait += 1
-        if self.wait > self.config.patience:
+        if self.wait >= max(self.config.patience, 1):  # Keras: wait >= patience
             self.stopped = True
-            best = "none finite" if self.best is None else f"best {self.best:.6g} at step {self.best_step}"
+            best = ("none finite" if self.best is None
+                    else f"best {self.best:.6g} at step {self.best_step}")
             self.trainer.finish_early(
                 f"early_stopping: {self.config.monitor} did not improve for {self.wait} "
                 f"check(s) ({best})")

@@ -39,6 +39,19 @@ def run_length(setup: "Setup") -> tuple[int | None, int | None]:
     return train.epochs, (train.epochs * n if n is not None else None)
 
 
+def updates_in_run(setup: "Setup") -> int | None:
+    """Optimizer updates the whole run makes (with ``gradient_accumulation_steps`` n, an
+    epoch of b batches makes ceil(b / n), a partial accumulation being applied at its
+    end), or None when unknown: the unit of schedules counted by step."""
+    n = getattr(setup.optimizer.config, "gradient_accumulation_steps", 1) or 1
+    b, train = batches_per_epoch(setup), setup.spec.train
+    if b is None:
+        return None
+    if train.steps is not None:
+        return (train.steps // b) * math.ceil(b / n) + (train.steps % b) // n
+    return train.epochs * math.ceil(b / n)
+
+
 def finish_control(setup: "Setup", plan: ControlPlan, check) -> None:
     """Complete ``plan`` for ``setup`` (``check``: prepare's error collector, with ``doc``
     and ``add(path, message)``) and store it as ``setup.control``; sets the resolved
@@ -46,9 +59,9 @@ def finish_control(setup: "Setup", plan: ControlPlan, check) -> None:
     keys = record_keys(setup)
     if plan.schedule is not None:
         kind, config = plan.schedule
-        epochs, steps = run_length(setup)
+        length = updates_in_run(setup) if config.interval == "step" else run_length(setup)[0]
         try:
-            config = kind.defaults(config, steps if config.interval == "step" else epochs)
+            config = kind.defaults(config, length)
             plan.schedule = kind, config
         except ValueError as exc:
             check.add(("schedule",), str(exc))
@@ -118,8 +131,8 @@ class Control:
 
     def _before_step(self) -> None:
         """The learning rate of the next step; the guard notes what it needs."""
-        if self.schedule is not None:
-            self.schedule.apply(self.step, self.epoch)
+        if self.schedule is not None:  # by step: counts optimizer updates
+            self.schedule.apply(self.setup.optimizer.iterations, self.epoch)
         if self.guard is not None:
             self.guard.before_step()
 

@@ -39,7 +39,8 @@ class Finding:
         if self.where == "none":
             return "the re-run of the batch was finite (the failure did not reproduce)"
         if self.where in ("input", "labels"):
-            return f"the batch's {'features' if self.where == 'input' else 'labels'} hold {self.value}"
+            part = "features" if self.where == "input" else "labels"
+            return f"the batch's {part} hold {self.value}"
         layer = f" of layer {self.layer}" if self.layer else ""
         if self.where == "forward":
             return f"forward: op {self.op!r}{layer} gave {self.value}{self.detail}"

@@ -51,9 +51,10 @@ class CallbackKind:
 @callback_kinds.register("early_stopping")
 class EarlyStopping(CallbackKind):
     """Stop training when ``monitor`` (``val_loss``) has not improved by more than
-    ``min_delta`` (0) for ``patience`` (0) checks, as Keras' EarlyStopping; ``mode`` (min,
-    max, auto: max for accuracy-like values); ``restore_best_weights`` (false): end with the
-    weights of the best check. The run then counts as complete (``final`` is written)."""
+    ``min_delta`` (0) for ``patience`` (0) checks in a row (0 and 1: at the first), as
+    Keras' EarlyStopping; ``mode`` (min, max, auto: max for accuracy-like values);
+    ``restore_best_weights`` (false): end with the weights of the best check. The run then
+    counts as complete (``final`` is written)."""
 
     repeatable = True
 
