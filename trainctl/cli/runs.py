@@ -10,6 +10,8 @@ import typer
 from trainctl.cli.common import out, user_errors
 
 runs_app = typer.Typer(no_args_is_help=True, help="List and compare run directories.")
+STATUS_STYLE = {"completed": "green", "running": "yellow", "failed": "red",
+                "interrupted": "magenta"}  # rich drops colours under NO_COLOR
 
 
 def _duration(seconds) -> str:
@@ -45,13 +47,15 @@ def list_command(
             out.print(f"no runs in {root}", markup=False)
             return
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False)
         for column in ("run", "status", "epochs", "best", "duration"):
             table.add_column(column, justify="right" if column in ("epochs", "duration") else "left")
         for s in summaries:
             best = "  ".join(f"{k} {_value(b['value'])} (e{b['epoch']})" for k, b in s.best.items())
-            table.add_row(Path(s.path).name, s.status, str(s.epochs), best,
+            table.add_row(Path(s.path).name, Text(s.status, STATUS_STYLE.get(s.status, "")),
+                          str(s.epochs), best,
                           _duration(s.duration_seconds))
         out.print(table)
 

@@ -63,10 +63,11 @@ class RecordWriters:
     # ---- the public side ----------------------------------------------------------------
     def write(self, record: dict[str, Any]) -> None:
         """Add ``record`` (already in metrics.jsonl) to the CSV and the event files."""
-        if self.header is None:
-            self.rebuild()
+        if self.header is None or any(k not in self.header for k in record):
+            self.rebuild()  # first write of this process, or a new column for the CSV
             return
-        self._csv_append(record)
+        with open(self.path / CSV_FILE, "a", encoding="utf-8", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerow(self._row(record))
         self._tb_add(record)
         if record.get("kind", "epoch") == "epoch" or time.monotonic() - self._last_flush > 5:
             self.flush()
@@ -116,13 +117,6 @@ class RecordWriters:
         tmp = self.path / f".{CSV_FILE}.tmp"
         tmp.write_text(buf.getvalue(), encoding="utf-8")
         os.replace(tmp, self.path / CSV_FILE)
-
-    def _csv_append(self, record: dict[str, Any]) -> None:
-        if any(k not in self.header for k in record):  # a new column: write the file anew
-            self.rebuild()
-            return
-        with open(self.path / CSV_FILE, "a", encoding="utf-8", newline="") as fh:
-            csv.writer(fh, lineterminator="\n").writerow(self._row(record))
 
     # ---- TensorBoard --------------------------------------------------------------------
     def _writer(self, split: str):
