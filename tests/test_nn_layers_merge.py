@@ -77,3 +77,41 @@ def test_multi_input_layer_given_one_tensor_gets_a_list():
     assert layer.build((3, 4)) == (3, 4)
     x = tc.tensor(randn(2, 3, 4).float())
     torch.testing.assert_close(layer(x).data, layer([x]).data)
+
+
+CHAIN = """
+name: chain
+data: {source: {type: iris}, batch_size: 32, standardize: true}
+model:
+  input_shape: [4]
+  layers:
+    - {type: reshape, target_shape: [4, 1]}
+    - {type: dense, units: 8}
+    - {type: positional_embedding, sequence_length: 4}
+    - {type: multi_head_attention, num_heads: 2, key_dim: 4, use_causal_mask: true}
+    - {type: LAYER}
+    - {type: gru, units: 5}
+    - {type: dense, units: 3}
+loss: {type: sparse_categorical_crossentropy, from_logits: true}
+optimizer: {type: adam, learning_rate: 0.01}
+train: {epochs: 2}
+"""
+
+
+def test_attention_in_a_layers_chain_validates_and_trains():
+    from trainctl.spec import Spec, SpecDoc
+    from trainctl.spec.kinds.check import plan_layers
+    from trainctl.train import Trainer, prepare
+    doc = SpecDoc.from_text(CHAIN.replace("LAYER", "layer_normalization"), "chain.yaml")
+    assert [p.name for p in plan_layers(doc)][3] == "multi_head_attention"
+    setup = prepare(Spec.from_doc(doc), device="cpu")
+    records = Trainer(setup).fit()
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_merge_layer_in_a_chain_is_a_located_error():
+    from trainctl.errors import SpecErrors
+    from trainctl.spec import SpecDoc
+    from trainctl.spec.kinds.check import plan_layers
+    with pytest.raises(SpecErrors, match=r"chain.yaml:11:7: .*add needs at least 2 inputs, got 1"):
+        plan_layers(SpecDoc.from_text(CHAIN.replace("LAYER", "add"), "chain.yaml"))

@@ -14,6 +14,7 @@ from trainctl.autodiff.tensor import Tensor
 from trainctl.backend import generator
 from trainctl.nn.layers.base import Layer, layers
 from trainctl.spec import kinds
+from trainctl.spec.kinds.layers import shape_list
 
 _MASKED = -1e9  # added before the softmax where the causal mask hides a key (as Keras)
 
@@ -30,8 +31,7 @@ class MultiHeadAttention(Layer, kinds.MultiHeadAttention):
     """
 
     def build(self, input_shapes, device="cpu"):
-        if isinstance(input_shapes[0], int):
-            input_shapes = [input_shapes]
+        input_shapes = shape_list(input_shapes)
         out = self.compute_output_shape(input_shapes, self.config)
         cfg = self.config
         q, v = input_shapes[0], input_shapes[1] if len(input_shapes) > 1 else input_shapes[0]

@@ -38,6 +38,15 @@ def fmt_shape(shape) -> str:
     return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
 
+def shape_list(input_shapes) -> list[Shape]:
+    """A multi-input layer's shapes as a list: one shape (a ``layers:`` chain gives one)
+    becomes a one-item list."""
+    items = list(input_shapes)
+    if all(isinstance(d, int) for d in items):
+        return [tuple(items)]
+    return [tuple(s) for s in items]
+
+
 class LayerConfig(Config):
     """Options every layer has: ``name`` (default: the type, then ``dense_1``, ...)."""
 

@@ -7,7 +7,7 @@ They take a LIST of inputs (``min_inputs`` 2; subtract exactly 2), see
 from __future__ import annotations
 
 from trainctl.errors import ShapeError
-from trainctl.spec.kinds.layers import LayerConfig, LayerKind, fmt_shape, layer_kinds
+from trainctl.spec.kinds.layers import LayerConfig, LayerKind, fmt_shape, layer_kinds, shape_list
 
 
 def _shapes(input_shapes) -> str:
@@ -25,7 +25,7 @@ class _Elementwise(LayerKind):
 
     @classmethod
     def compute_output_shape(cls, input_shapes, config):
-        shapes = [tuple(s) for s in input_shapes]
+        shapes = shape_list(input_shapes)
         if len(shapes) < cls.min_inputs or (cls.max_inputs and len(shapes) > cls.max_inputs):
             want = (f"exactly {cls.min_inputs}" if cls.max_inputs == cls.min_inputs
                     else f"at least {cls.min_inputs}")
@@ -66,7 +66,7 @@ class Concatenate(LayerKind):
 
     @classmethod
     def compute_output_shape(cls, input_shapes, config):
-        shapes = [tuple(s) for s in input_shapes]
+        shapes = shape_list(input_shapes)
         if len(shapes) < 2:
             raise ShapeError(f"concatenate needs at least 2 inputs, got {len(shapes)}")
         rank = len(shapes[0]) + 1

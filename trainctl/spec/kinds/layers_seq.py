@@ -12,7 +12,7 @@ from pydantic import Field, PositiveInt
 
 from trainctl.errors import ShapeError
 from trainctl.spec.kinds.layers import (ActivationName, LayerConfig, LayerKind, fmt_shape,
-                                        layer_kinds)
+                                        layer_kinds, shape_list)
 from trainctl.spec.kinds.weights import InitializerOption, RegularizerOption
 
 
@@ -82,7 +82,7 @@ class MultiHeadAttention(LayerKind):
 
     @classmethod
     def compute_output_shape(cls, input_shapes, config):
-        shapes = [tuple(s) for s in input_shapes]
+        shapes = shape_list(input_shapes)
         if not 1 <= len(shapes) <= 3:
             raise ShapeError(f"multi_head_attention takes 1 to 3 inputs (query, value, key), "
                              f"got {len(shapes)}")
