@@ -4,6 +4,7 @@ a short last batch)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -246,3 +247,23 @@ def test_named_accuracy_keeps_its_key_and_state_survives_a_fresh_copy():
                                   metric_kinds.get("accuracy").Config(name="acc")),
                        "binary_crossentropy", True, (1,))
     assert acc.registered_name == "binary_accuracy" and acc.name == "acc"
+
+
+@pytest.mark.parametrize("name, options, shape", [
+    ("f1", {"average": "per_class"}, (5,)), ("auc", {}, (5,)), ("r2", {}, (5,)),
+    ("perplexity", {}, (5,)), ("top_k_accuracy", {"k": 2}, (5,)), ("root_mean_squared_error", {}, (5,))])
+def test_state_survives_a_checkpoint_mid_epoch(name, options, shape):
+    """A checkpoint keeps a metric's state as JSON (trainctl.train.state); restored, the
+    metric goes on to the result of an uninterrupted one."""
+    from trainctl.train.state import load_metric_state, metric_state
+
+    y, logits = _random(7, 37, 5)
+    if name in ("r2", "root_mean_squared_error"):
+        y = logits.flip(0) + 0.5
+    whole = feed(make(name, shape, True, **options), y, logits, (16, 16, 5))
+    first = feed(make(name, shape, True, **options), y[:16], logits[:16], (16,))
+    saved = json.loads(json.dumps(metric_state(first)))
+    resumed = make(name, shape, True, **options)
+    load_metric_state(resumed, saved, torch.device("cpu"))
+    feed(resumed, y[16:], logits[16:], (16, 5))
+    assert resumed.results() == whole.results() and resumed.count == 37

@@ -160,3 +160,30 @@ def test_version():
 
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"trainctl {trainctl.__version__}"
+
+
+def test_rich_bars_show_eta_samples_per_second_and_live_metrics():
+    import io
+
+    import torch
+    from rich.console import Console
+
+    from trainctl.autodiff.tensor import Tensor
+    from trainctl.cli.progress import RichReporter
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=160, no_color=True)
+    rep = RichReporter(console, refresh=0.0)
+    rep.on_train_begin({"epochs": 2, "steps": None, "device": "cpu", "params": 10,
+                        "train_size": 64, "initial_epoch": 0, "initial_step": 0,
+                        "running": lambda: {"loss": 0.5, "accuracy": 0.75}})
+    rep.on_epoch_begin(1, 4)
+    for step in range(1, 4):
+        rep.on_batch_end(step, 16, Tensor(torch.tensor(0.5)))
+    rep.progress.refresh()
+    live = console.file.getvalue()
+    assert "epochs" in live and "epoch 1/2" in live and "eta" in live
+    assert "loss 0.5000" in live and "accuracy 0.7500" in live and "samples/s" in live
+    assert "3/4" in live  # steps of the epoch done
+    rep.on_epoch_end(1, {"kind": "epoch", "epoch": 1, "step": 4, "loss": 0.5, "seconds": 0.5})
+    rep.on_train_end([])
+    assert "epoch 1/2  loss 0.5" in console.file.getvalue()

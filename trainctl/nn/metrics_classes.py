@@ -177,8 +177,8 @@ class AUC(Metric, kinds.AUC):
         need = self.filled + scores.shape[0]
         if self.scores is None or need > self.scores.shape[0]:
             cap = max(need, 2 * (self.scores.shape[0] if self.scores is not None else 0), 256)
-            grown = torch.empty(cap, scores.shape[1], dtype=torch.float32, device=scores.device)
-            grown_labels = torch.empty(cap, dtype=torch.int64, device=scores.device)
+            grown = torch.zeros(cap, scores.shape[1], dtype=torch.float32, device=scores.device)
+            grown_labels = torch.zeros(cap, dtype=torch.int64, device=scores.device)
             if self.scores is not None:
                 grown[:self.filled] = self.scores[:self.filled]
                 grown_labels[:self.filled] = self.labels[:self.filled]
