@@ -92,7 +92,8 @@ def test_self_attention_equals_torch_multihead_attention(causal):
     with torch.no_grad():  # Keras [d, H, k] kernels -> torch's [H·k, d] rows
         ref.in_proj_weight.copy_(torch.cat([w.data.reshape(d, d).T
                                             for w in (layer.wq, layer.wk, layer.wv)]))
-        ref.in_proj_bias.copy_(torch.cat([b.data.reshape(d) for b in (layer.bq, layer.bk, layer.bv)]))
+        ref.in_proj_bias.copy_(torch.cat([b.data.reshape(d)
+                                          for b in (layer.bq, layer.bk, layer.bv)]))
         ref.out_proj.weight.copy_(layer.wo.data.reshape(d, d).T)
         ref.out_proj.bias.copy_(layer.bo.data)
     xt, up = randn(3, 5, d, seed=1), randn(3, 5, d, seed=2)

@@ -143,9 +143,11 @@ def test_training_adds_the_penalty_and_reports_it_apart():
             + 0.01 * second.kernel.data.double().abs().sum()).item()
     assert records[-1]["regularization_loss"] == pytest.approx(want, rel=1e-5)
     # the penalty pulls the weights in: a strong one gives smaller weights than none
-    _, plain = fit(0.0)
+    unreg, plain = fit(0.0)
     assert "regularization_loss" not in plain[-1]
     strong, _ = fit(0.3)
-    norm = lambda s: sum(float((w.data ** 2).sum()) for w in s.model.variables if w.name.endswith("kernel"))  # noqa: E731
-    unreg, _ = fit(0.0)
+
+    def norm(setup):
+        return sum(float((w.data ** 2).sum()) for w in setup.model.variables
+                   if w.name.endswith("kernel"))
     assert norm(strong) < 0.8 * norm(unreg)

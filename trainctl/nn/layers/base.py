@@ -84,7 +84,8 @@ class Layer(LayerKind):
     def get_config(self) -> dict[str, Any]:
         """The YAML form: ``{'type': ..., **options}`` (defaults included); ``name`` is the
         layer's actual name (given or automatic), so ``from_config`` keeps weight names."""
-        return {"type": self.registered_name, **self.config.model_dump(mode="json"), "name": self.name}
+        return {"type": self.registered_name, **self.config.model_dump(mode="json"),
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Layer":

@@ -33,8 +33,10 @@ class _Conv(Layer):
         cfg, nd = self.config, self.rank
         ks = pair(cfg.kernel_size, nd)
         c_in, g = input_shape[0], cfg.groups
-        keras = (*ks, cfg.filters // g, c_in) if self.transposed else (*ks, c_in // g, cfg.filters)
-        self.kernel = add_kernel(self, keras, cfg.kernel_initializer, device, cfg.kernel_regularizer)
+        keras = ((*ks, cfg.filters // g, c_in) if self.transposed
+                 else (*ks, c_in // g, cfg.filters))
+        self.kernel = add_kernel(self, keras, cfg.kernel_initializer, device,
+                                 cfg.kernel_regularizer)
         self.bias = (self.add_weight("bias", (cfg.filters,), cfg.bias_initializer, device,
                                      regularizer=cfg.bias_regularizer) if cfg.use_bias else None)
         self._activation = activations.get(cfg.activation or "linear")

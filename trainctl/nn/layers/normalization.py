@@ -31,8 +31,10 @@ class BatchNormalization(Layer, kinds.BatchNormalization):
         cfg = self.config
         self._axis = _axis("batch_normalization", cfg.axis, input_shape) + 1  # with batch
         c = (input_shape[self._axis - 1],)
-        self.gamma = self.add_weight("gamma", c, cfg.gamma_initializer, device) if cfg.scale else None
-        self.beta = self.add_weight("beta", c, cfg.beta_initializer, device) if cfg.center else None
+        self.gamma = (self.add_weight("gamma", c, cfg.gamma_initializer, device)
+                      if cfg.scale else None)
+        self.beta = (self.add_weight("beta", c, cfg.beta_initializer, device)
+                     if cfg.center else None)
         self.moving_mean = self.add_weight("moving_mean", c, cfg.moving_mean_initializer, device,
                                            trainable=False)
         self.moving_variance = self.add_weight("moving_variance", c,

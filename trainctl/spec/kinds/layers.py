@@ -21,8 +21,7 @@ from trainctl.errors import ShapeError
 from trainctl.registry import Registry
 from trainctl.spec.config import Config
 from trainctl.spec.kinds.names import activation_names, check_activation
-from trainctl.spec.kinds.weights import (InitializerName, InitializerOption,  # noqa: F401
-                                         RegularizerOption)
+from trainctl.spec.kinds.weights import InitializerOption, RegularizerOption
 
 Shape = tuple[int, ...]
 
