@@ -137,3 +137,20 @@ def test_reshape_and_permute():
 def test_shape_errors(layer, shape, words):
     with pytest.raises(ShapeError, match=words):
         layer.build(shape)
+
+
+def test_batch_norm_without_scale_and_center():
+    layer = BatchNormalization(scale=False, center=False, momentum=0.5)
+    layer.build((3,))
+    assert [w.name.split("/")[1] for w in layer.weights] == ["moving_mean", "moving_variance"]
+    for w in layer.weights:
+        w.data = w.data.to(F64)
+    x = randn(8, 3, seed=6)
+    y = layer(tc.tensor(x), training=True).data
+    mean, var = x.mean(0), x.var(0, correction=0)
+    torch.testing.assert_close(y, (x - mean) / torch.sqrt(var + 1e-3))
+    torch.testing.assert_close(layer.moving_mean.data, 0.5 * mean)
+    torch.testing.assert_close(layer.moving_variance.data, 0.5 + 0.5 * var)
+    x2 = randn(4, 3, seed=7)
+    want = (x2 - 0.5 * mean) / torch.sqrt(0.5 + 0.5 * var + 1e-3)
+    torch.testing.assert_close(layer(tc.tensor(x2)).data, want)

@@ -185,3 +185,36 @@ def test_recurrent_keras_initialisation():
     gru = GRU(units=2)
     gru.build((3, 2))
     assert gru.bias.shape == (2, 6) and torch.equal(gru.bias.data, torch.zeros(2, 6))
+
+
+@pytest.mark.parametrize("cls, torch_cls", [(LSTM, torch.nn.LSTM), (GRU, torch.nn.GRU)])
+def test_recurrent_without_bias_equals_torch(cls, torch_cls):
+    d, u = 2, 3
+    layer = cls(units=u, use_bias=False, return_sequences=True)
+    layer.build((4, d))
+    assert layer.bias is None
+    to64(layer)
+    ref = torch_cls(d, u, batch_first=True, bias=False, dtype=F64)
+    k, r = layer.kernel.data, layer.recurrent_kernel.data
+    if cls is GRU:
+        k, r = (torch.cat([w[:, u:2 * u], w[:, :u], w[:, 2 * u:]], dim=1) for w in (k, r))
+    with torch.no_grad():
+        ref.weight_ih_l0.copy_(k.T)
+        ref.weight_hh_l0.copy_(r.T)
+    x = randn(2, 4, d, seed=3)
+    torch.testing.assert_close(layer(tc.tensor(x)).data, ref(x)[0].detach())
+
+
+def test_attention_dropout_only_in_training():
+    layer = MultiHeadAttention(num_heads=2, key_dim=2, dropout=0.5)
+    layer.build((6, 4))
+    to64(layer)
+    plain = MultiHeadAttention(num_heads=2, key_dim=2)
+    plain.build((6, 4))
+    for a, b in zip(plain.weights, layer.weights):
+        a.data = b.data
+    x = tc.tensor(randn(3, 6, 4, seed=4))
+    torch.testing.assert_close(layer(x).data, plain(x).data)
+    tc.manual_seed(1)
+    dropped = layer(x, training=True).data
+    assert not torch.allclose(dropped, plain(x).data)
