@@ -154,3 +154,19 @@ def test_batch_norm_without_scale_and_center():
     x2 = randn(4, 3, seed=7)
     want = (x2 - 0.5 * mean) / torch.sqrt(0.5 + 0.5 * var + 1e-3)
     torch.testing.assert_close(layer(tc.tensor(x2)).data, want)
+
+
+def test_moving_statistics_are_model_state_but_not_trained():
+    from trainctl.graph import Model
+    tc.manual_seed(0)
+    model = Model([BatchNormalization(name="bn"), Reshape(target_shape=[12])], (3, 2, 2)).build()
+    names = sorted(model.state_dict())
+    assert names == ["bn/beta", "bn/gamma", "bn/moving_mean", "bn/moving_variance"]
+    assert sorted(v.name for v in model.trainable_variables) == ["bn/beta", "bn/gamma"]
+    model(tc.tensor(torch.randn(5, 3, 2, 2) + 4.0), training=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert state["bn/moving_mean"].min().item() > 0.03  # moved from 0 towards 4
+    fresh = Model([BatchNormalization(name="bn"), Reshape(target_shape=[12])], (3, 2, 2)).build()
+    fresh.load_state_dict(state)
+    x = tc.tensor(torch.randn(2, 3, 2, 2))
+    torch.testing.assert_close(fresh(x).data, model(x).data)
