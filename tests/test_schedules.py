@@ -160,7 +160,7 @@ def test_every_schedule_has_its_kind():
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("multistep", {"milestones": [3, 3]}, "milestones must increase"),
+    ("multistep", {"milestones": [3, 3]}, "must increase, got \\[3, 3\\]"),
     ("step", {}, "step_size"),
     ("linear_warmup", {"warmup_steps": 0}, "warmup_steps"),
     ("cosine", {"warmup_start_factor": 1.5}, "warmup_start_factor"),

@@ -40,7 +40,7 @@ class TrainConfig(Config):
         if self.epochs is not None and self.steps is not None:
             raise PydanticCustomError(
                 "spec_train", "give epochs or steps, not both (epochs {epochs}, steps {steps})",
-                {"key": "steps", "epochs": self.epochs, "steps": self.steps})
+                {"key": "epochs", "epochs": self.epochs, "steps": self.steps})
         if self.epochs is None and self.steps is None:
             self.epochs = DEFAULT_EPOCHS
         return self

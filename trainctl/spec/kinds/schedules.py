@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from trainctl.registry import Registry
 from trainctl.spec.config import Config
@@ -109,7 +110,8 @@ class MultiStep(ScheduleKind):
         @model_validator(mode="after")
         def _increasing(self):
             if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
-                raise ValueError(f"milestones must increase, got {self.milestones}")
+                raise PydanticCustomError("spec_schedule", "must increase, got {got}",
+                                          {"key": "milestones", "got": self.milestones})
             return self
 
 
