@@ -1,10 +1,12 @@
 """Case R1 (cases/resume.md): schedule, Adam moments and step survive a checkpoint and a
 resume in a fresh process, bit for bit. The case's values are copied here as literals.
 
-The learning rate is driven by a step schedule written in this test (trainctl has no
-schedules yet); its state travels in the checkpoint's ``schedule`` slot of state.json.
-The typical faults (schedule state lost, Adam moments lost) are shown to give the case's
-other values, so the resumed comparison can fail.
+The learning rate is driven by trainctl's ``step`` schedule (``trainctl.optim.schedules``,
+halving every 2 epochs), which reads the epoch counter the checkpoint keeps; its state
+travels in the ``schedule`` slot of state.json. The typical faults (schedule state lost:
+the counter starting again from 0; Adam moments lost) are shown to give the case's other
+values, so the resumed comparison can fail. tests/test_resume_schedule.py runs the case
+through a spec and the CLI.
 """
 
 from __future__ import annotations
@@ -34,34 +36,22 @@ PROGRAM = '''
 import torch
 from trainctl.autodiff import Variable, tensor
 from trainctl.optim import Adam
+from trainctl.optim.schedules import build_schedule
+from trainctl.spec.kinds.schedules import Step
 
-class StepSchedule:
-    """torch.optim.lr_scheduler.StepLR in its chainable form: every ``step_size`` epochs
-    the current rate is multiplied by ``gamma``; its state is the epoch counter."""
+def StepSchedule(optimizer):
+    """The spec's ``schedule: {type: step, step_size: 2, gamma: 0.5}`` (by epoch)."""
+    return build_schedule("step", Step.Config(step_size=2, gamma=0.5), optimizer)
 
-    def __init__(self, optimizer, step_size=2, gamma=0.5):
-        self.optimizer, self.step_size, self.gamma, self.epoch = optimizer, step_size, gamma, 0
-
-    def step(self):
-        self.epoch += 1
-        if self.epoch % self.step_size == 0:
-            self.optimizer.learning_rate = self.optimizer.learning_rate * self.gamma
-
-    def state_dict(self):
-        return {"type": "step", "epoch": self.epoch}
-
-    def load_state_dict(self, state):
-        self.epoch = state["epoch"]
-
-def run_epochs(p, opt, schedule, epochs):
-    """One step per epoch on sum((p - [3, 1])^2); returns the rates used."""
+def run_epochs(p, opt, schedule, epochs, first=0):
+    """One step per epoch on sum((p - [3, 1])^2) from epoch ``first`` (the counter a
+    checkpoint keeps); returns the rates used."""
     rates = []
-    for _ in range(epochs):
-        rates.append(opt.learning_rate)
+    for epoch in range(first, first + epochs):
+        rates.append(schedule.apply(opt.iterations, epoch))
         p.grad = tensor(2 * (p.data - torch.tensor([3.0, 1.0], dtype=torch.float64)))
         opt.step()
         opt.zero_grad()
-        schedule.step()
     return rates
 '''
 
@@ -74,7 +64,7 @@ opt = Adam([p], learning_rate=0.1)
 opt.load_state_dict(slots, state["optimizer"])
 schedule = StepSchedule(opt)
 schedule.load_state_dict(state["schedule"])
-rates = run_epochs(p, opt, schedule, 6 - state["epoch"])
+rates = run_epochs(p, opt, schedule, 6 - state["epoch"], first=state["epoch"])
 print(json.dumps({"rates": rates, "p": p.data.tolist(), "dtype": str(p.data.dtype)}))
 '''
 
@@ -123,29 +113,39 @@ def test_resumed_in_a_fresh_process_is_bit_identical(stopped_after_epoch_3):
     assert result["p"] == pytest.approx(FINAL, rel=0, abs=1e-12)
 
 
-def test_schedule_state_lost_gives_the_cases_wrong_rates(stopped_after_epoch_3):
+@pytest.mark.parametrize("from_saved_rate", [True, False])
+def test_schedule_state_lost_gives_wrong_rates(stopped_after_epoch_3, from_saved_rate):
+    """The counter starting again at 0: from the saved rate (0.05, as a chainable StepLR
+    restarted would) it gives the case's values; from the base rate, other wrong ones."""
     weights, slots, state = load_checkpoint(stopped_after_epoch_3)
     p = Variable(weights["p"], name="p")
     opt = Adam([p], learning_rate=0.1)
     opt.load_state_dict(slots, state["optimizer"])
-    rates = run_epochs(p, opt, StepSchedule(opt), 3)  # counter starts again at 0
-    assert rates == SCHEDULE_LOST[0]
-    assert p.data.tolist() == pytest.approx(SCHEDULE_LOST[1], rel=0, abs=1e-12)
+    if from_saved_rate:
+        opt.config = opt.config.model_copy(update={"learning_rate": opt.learning_rate})
+    rates = run_epochs(p, opt, StepSchedule(opt), 3)  # the counter starts again at 0
+    if from_saved_rate:
+        assert rates == SCHEDULE_LOST[0]
+        assert p.data.tolist() == pytest.approx(SCHEDULE_LOST[1], rel=0, abs=1e-12)
+    else:
+        assert rates == [0.1, 0.1, 0.05]
+        assert abs(p.data[0].item() - FINAL[0]) > 1e-3
 
 
 def test_adam_moments_lost_gives_the_cases_wrong_weights(stopped_after_epoch_3):
     weights, _, state = load_checkpoint(stopped_after_epoch_3)
     p = Variable(weights["p"], name="p")
-    opt = Adam([p], learning_rate=state["optimizer"]["learning_rate"])  # no slots, step 1
+    opt = Adam([p], learning_rate=state["optimizer"]["config"]["learning_rate"])  # no slots
     schedule = StepSchedule(opt)
     schedule.load_state_dict(state["schedule"])
-    assert run_epochs(p, opt, schedule, 3) == RESUMED_RATES
+    assert run_epochs(p, opt, schedule, 3, first=state["epoch"]) == RESUMED_RATES
     assert p.data.tolist() == pytest.approx(MOMENTS_LOST, rel=0, abs=1e-12)
     assert p.data.tolist() != pytest.approx(FINAL, rel=0, abs=1e-9)
 
 
 def test_checkpoint_keeps_step_schedule_and_moments(stopped_after_epoch_3):
     weights, slots, state = load_checkpoint(stopped_after_epoch_3)
-    assert (state["step"], state["epoch"], state["schedule"]) == (3, 3, {"type": "step", "epoch": 3})
+    assert (state["step"], state["epoch"]) == (3, 3)
+    assert state["schedule"] == {"type": "step", "interval": "epoch", "scale": 1.0}
     assert state["optimizer"]["iterations"] == 3 and state["optimizer"]["learning_rate"] == 0.05
     assert sorted(slots) == ["p/m", "p/v"] and weights["p"].dtype == torch.float64
