@@ -232,3 +232,14 @@ def test_override_addresses_a_node_by_name():
 def test_layers_and_nodes_are_exclusive():
     with pytest.raises(SpecErrors, match="give either layers or nodes"):
         Spec.from_doc(doc("  input_shape: [4]\n  layers: [{type: dense, units: 2}]\n" + SHARED))
+
+
+def test_trace_yields_every_node_call_and_ends_at_the_output():
+    tc.manual_seed(0)
+    model = build_model(Spec.from_doc(doc(SHARED)))
+    x = tc.tensor(torch.randn(3, 4, generator=torch.Generator().manual_seed(3)))
+    steps = list(model.trace(x))
+    assert [layer.name for layer, _ in steps] == ["d1", "d1", "out"]  # d2 calls d1's layer
+    torch.testing.assert_close(steps[0][1].data, torch.tanh(x.data @ model.variables[0].data
+                                                            + model.variables[1].data))
+    torch.testing.assert_close(steps[-1][1].data, model(x).data)

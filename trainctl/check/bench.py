@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from trainctl.errors import DataError
+from trainctl.errors import DataError, TrainctlError
 
 
 @dataclass
@@ -275,6 +275,10 @@ def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
     if iterations < 1 or warmup < 0:
         raise ValueError("iterations must be >= 1 and warmup >= 0")
     spec = load_spec(path)
+    if spec.model.nodes is not None:
+        raise TrainctlError(f"{path}: bench times the layers of a chain (model.layers) one "
+                            f"by one; this model is a graph (model.nodes): time it with "
+                            f"trainctl train, and see trainctl summary for its FLOPs")
     setup = prepare(spec, device=device)
     manual_seed(training_seed(spec.seed))
     x, y = bench_batch(setup, batch_size)

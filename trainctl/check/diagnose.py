@@ -145,9 +145,8 @@ def _scales(ctx: Context) -> Check:
     s = ctx.setup
     s.model.load_state_dict(ctx.initial)
     rows, warns = [], []
-    h = ctx.batch[0]
     with no_grad():
-        for layer in s.model.layers:
+        for layer, h in s.model.trace(ctx.batch[0]):  # each node's output, chain or graph
             for w in layer.weights:
                 st = _stats(w.data)
                 rows.append({"layer": layer.name, "what": f"weight {w.name.split('/')[-1]} "
@@ -155,7 +154,6 @@ def _scales(ctx: Context) -> Check:
                 if w.ndim >= 2 and st["std"] == 0:
                     warns.append(f"{w.name} is constant ({st['mean']:g}): its units stay "
                                  f"identical, symmetry is never broken")
-            h = layer(h, training=False)
             st = _stats(h.data)
             flat = h.data.reshape(h.shape[0], -1)
             dead = float((flat == 0).all(dim=0).double().mean()) if flat.shape[0] > 1 else 0.0

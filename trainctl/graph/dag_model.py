@@ -97,11 +97,21 @@ class GraphModel(Model):
     def __call__(self, x, training: bool = False) -> Tensor:
         """Forward pass: the output node's value, [batch, *output_shape]."""
         values = self.feed(x)
+        for _ in self._run(values, training):
+            pass
+        return values[self.plan.outputs[0]]
+
+    def trace(self, x, training: bool = False):
+        """Yield ``(layer, output)`` for each node in topological order (a shared layer
+        once per node that calls it)."""
+        yield from self._run(self.feed(x), training)
+
+    def _run(self, values: dict, training: bool):
         for node in self.plan.nodes:
             args = [values[s] for s in node.inputs]
-            values[node.name] = self.node_layers[node.name](
-                args if node.multi_input else args[0], training=training)
-        return values[self.plan.outputs[0]]
+            layer = self.node_layers[node.name]
+            values[node.name] = layer(args if node.multi_input else args[0], training=training)
+            yield layer, values[node.name]
 
     def summary(self) -> list[dict]:
         """One row per node: name, type, output shape, parameters (0 for a node sharing

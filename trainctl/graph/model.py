@@ -63,6 +63,12 @@ class Model:
             x = layer(x, training=training)
         return x
 
+    def trace(self, x: Tensor, training: bool = False):
+        """Yield ``(layer, output)`` for each layer call of a forward pass, in order."""
+        for layer in self.layers:
+            x = layer(x, training=training)
+            yield layer, x
+
     @property
     def variables(self) -> list[Variable]:
         return [w for layer in self.layers for w in layer.weights]
