@@ -32,7 +32,7 @@ def train(
                                          "spec under runs/ (a new run if there is none)."),
     apply_optimizer_changes: bool = typer.Option(
         False, "--apply-optimizer-changes", help="On --resume, use the spec's changed learning "
-        "rate / optimizer settings instead of refusing."),
+        "rate / optimizer settings / schedule instead of refusing."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="CKPT",
                                              help="Start from the weights of a checkpoint or run "
                                              "(weights only; reports each tensor)."),

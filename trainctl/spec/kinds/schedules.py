@@ -3,8 +3,8 @@ torch (the schedules themselves are in ``trainctl.optim.schedules``; see :mod:`.
 for how the two halves meet).
 
 A schedule multiplies the optimizer's ``learning_rate`` (the base rate) by a factor that
-depends on a counter: optimizer steps (``interval: step``) or completed epochs (``interval:
-epoch``). Every count option (``warmup_steps``, ``step_size``, ``milestones``,
+depends on a counter: optimizer updates (``interval: step``; with gradient accumulation an
+update takes several batches) or completed epochs (``interval: epoch``). Every count option (``warmup_steps``, ``step_size``, ``milestones``,
 ``decay_steps``, ``total_steps``) is in units of that interval. ``reduce_on_plateau``
 instead reacts to a monitored value of the metrics records.
 """
