@@ -243,3 +243,18 @@ def test_trace_yields_every_node_call_and_ends_at_the_output():
     torch.testing.assert_close(steps[0][1].data, torch.tanh(x.data @ model.variables[0].data
                                                             + model.variables[1].data))
     torch.testing.assert_close(steps[-1][1].data, model(x).data)
+
+
+def test_resolved_model_section_fills_defaults_and_reads_back_the_same():
+    model = build_model(Spec.from_doc(doc(SHARED)))
+    r = model.resolved()
+    assert r["inputs"] == [{"name": "x", "shape": [4], "dtype": "float32"}]
+    assert r["nodes"][0] == {"type": "dense", "units": 4, "activation": "tanh", "use_bias": True,
+                             "kernel_initializer": "glorot_uniform", "bias_initializer": "zeros",
+                             "kernel_regularizer": None, "bias_regularizer": None,
+                             "name": "d1", "inputs": ["x"]}
+    assert r["nodes"][1] == {"name": "d2", "type": "dense", "inputs": ["d1"], "shared_with": "d1"}
+    again = plan_graph(SpecDoc("<resolved>", {"model": r}))
+    first = plan_graph(doc(SHARED))
+    assert [(n.name, n.inputs, n.output_shape, n.shared_with) for n in again.nodes] == \
+        [(n.name, n.inputs, n.output_shape, n.shared_with) for n in first.nodes]

@@ -113,6 +113,23 @@ class GraphModel(Model):
             values[node.name] = layer(args if node.multi_input else args[0], training=training)
             yield layer, values[node.name]
 
+    def resolved(self) -> dict:
+        """The model section with every default filled in (what a run records):
+        ``inputs`` (dtype, columns), ``nodes`` in topological order (each ``name``,
+        ``type``, ``inputs`` as a list, and its layer's options, or ``shared_with``) and
+        ``outputs``."""
+        inputs = [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
+                   **({"columns": list(i.columns)} if i.columns else {})}
+                  for i in self.plan.inputs]
+        nodes = []
+        for n in self.plan.nodes:
+            if n.shared_with:
+                nodes.append({"name": n.name, "type": n.type, "inputs": list(n.inputs),
+                              "shared_with": n.shared_with})
+            else:
+                nodes.append({**self.node_layers[n.name].get_config(), "inputs": list(n.inputs)})
+        return {"inputs": inputs, "nodes": nodes, "outputs": list(self.plan.outputs)}
+
     def summary(self) -> list[dict]:
         """One row per node: name, type, output shape, parameters (0 for a node sharing
         another's weights), inputs and shared_with."""

@@ -136,8 +136,10 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
     resolved = spec.to_dict()
     resolved["data"] = plan.resolved()
-    if spec.model.nodes is None:  # a DAG's nodes stay as written (inputs, shared_with)
+    if spec.model.nodes is None:
         resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
+    else:  # a graph: inputs, nodes (defaults filled in) and outputs
+        resolved["model"] = model.resolved()
     resolved["loss"] = loss.get_config()
     resolved["metrics"] = [e if isinstance(e, str) else  # a mapping: with its defaults
                            {"type": p.kind.registered_name, **p.config.model_dump()}
