@@ -15,7 +15,7 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, bar", [("blobs_mlp", 0.97), ("digits_mlp", 0.95), ("iris_mlp", 0.90),
-                                       ("wine_wide_deep", 0.90)])
+                                       ("wine_wide_deep", 0.90), ("digits_resnet", 0.97)])
 def test_example_spec_reaches_accuracy_bar(name, bar):
     setup = prepare(load_spec(SPECS / f"{name}.yaml"), device="cpu")
     Trainer(setup).fit()
