@@ -258,3 +258,15 @@ def test_resolved_model_section_fills_defaults_and_reads_back_the_same():
     first = plan_graph(doc(SHARED))
     assert [(n.name, n.inputs, n.output_shape, n.shared_with) for n in again.nodes] == \
         [(n.name, n.inputs, n.output_shape, n.shared_with) for n in first.nodes]
+
+
+def test_chain_shape_error_names_the_layer_before_and_its_line():
+    chain = ("  input_shape: [4]\n  layers:\n    - {type: dense, units: 5}\n"
+             "    - {type: conv2d, filters: 2, kernel_size: 3}\n")
+    (msg,) = errors(chain)
+    assert msg.startswith("t.yaml:8:7: model.layers[1]: layer 'conv2d' (conv2d) cannot take input "
+                          "shape [5] (from layer 'dense', line 7): ")
+    (msg,) = errors(chain.replace("{type: dense, units: 5}", "{type: conv2d, filters: 2, "
+                                  "kernel_size: 3}").replace("    - {type: conv2d, filters: 2, "
+                                                             "kernel_size: 3}\n", "", 1))
+    assert "cannot take input shape [4] (from model.input_shape, line 5): " in msg

@@ -146,3 +146,12 @@ def test_graph_command_writes_dot(tmp_path):
                                       "--set", "model.layers[1].units=5"])
     assert result.exit_code == 0, result.output
     assert '"dense_1" -> "__output__" [label="[N,5]"];' in (tmp_path / "m.dot").read_text()
+
+
+def test_available_memory_of_cuda_asks_torch(monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev: asked.append(dev) or (123, 456))
+    assert available_memory(torch.device("cuda", 0)) == 123 and asked == [torch.device("cuda", 0)]
+    assert available_memory(torch.device("meta")) is None

@@ -79,14 +79,17 @@ def plan_layers(doc: SpecDoc) -> list[LayerPlan]:
     shape = _input_shape(doc)
     if plans is None or shape is None:
         return plans or []
+    source = ("model.input_shape", doc.locate(("model", "input_shape"))[0])
     for plan in plans:
         plan.input_shape = shape
         try:
             shape = tuple(plan.kind.compute_output_shape(shape, plan.config))
         except ShapeError as exc:
+            given = f"{source[0]}{f', line {source[1]}' if source[1] else ''}"
             raise SpecErrors([doc.error(plan.path, f"layer {plan.name!r} "
                                         f"({plan.kind.registered_name}) cannot take input shape "
-                                        f"{fmt_shape(shape)}: {exc}")]) from None
+                                        f"{fmt_shape(shape)} (from {given}): {exc}")]) from None
+        source = (f"layer {plan.name!r}", doc.locate(plan.path)[0])
         plan.output_shape = shape
     return plans
 
