@@ -108,3 +108,13 @@ def test_step_counts_must_be_positive():
     text = str(exc.value)
     assert all(f"train.{k}: must be > 0" in text
                for k in ("steps", "log_every_n_steps", "eval_every_n_epochs"))
+
+
+def test_every_spec_callback_has_its_kind():
+    from trainctl.spec.kinds.callbacks import callback_kinds
+    from trainctl.train.callbacks import spec_callbacks
+    from trainctl.train.control import Control  # noqa: F401 - registers the callbacks
+
+    assert spec_callbacks.names() == callback_kinds.names()
+    for name, cls in spec_callbacks.items():
+        assert issubclass(cls, callback_kinds.get(name)) and issubclass(cls, Callback), name

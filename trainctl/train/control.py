@@ -55,7 +55,8 @@ def updates_in_run(setup: "Setup") -> int | None:
 def finish_control(setup: "Setup", plan: ControlPlan, check) -> None:
     """Complete ``plan`` for ``setup`` (``check``: prepare's error collector, with ``doc``
     and ``add(path, message)``) and store it as ``setup.control``; sets the resolved
-    spec's ``schedule`` and ``callbacks`` (the default guard included)."""
+    spec's ``schedule`` and ``callbacks`` (with their defaults; the guard
+    used when the spec lists none is not added)."""
     keys = record_keys(setup)
     if plan.schedule is not None:
         kind, config = plan.schedule
@@ -101,7 +102,7 @@ class Control:
         s = self.setup
         self.max_epochs, self.max_steps = run_length(s)
         self.complete, self.stop_reason, self.notices = False, None, []
-        self.guard = None
+        self.guard = self._guard = None
         plan: ControlPlan | None = getattr(s, "control", None)
         self.schedule: Schedule | None = None
         built: list[Callback] = []
