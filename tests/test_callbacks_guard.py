@@ -184,3 +184,18 @@ def test_the_spec_refuses_two_guards_and_bad_options():
     with pytest.raises(SpecErrors, match=r"callbacks\[1\].type: nonfinite_guard is already "
                                          r"given at callbacks\[0\]"):
         new_trainer(make_spec(spec_text(callbacks="[nonfinite_guard, nonfinite_guard]")))
+
+
+def test_a_refused_batch_leaves_batch_normalization_statistics_alone():
+    rec = Recorder()
+    text = spec_text(callbacks=guard("skip_batch")).replace(
+        "    - {type: dropout, rate: 0.3}\n", "    - {type: batch_normalization}\n")
+    trainer = new_trainer(make_spec(text), None, rec)
+    poison(trainer, 5, "forward")  # NaN into the batch normalization's input at step 5
+    trainer.fit()
+    assert "batch skipped" in rec.notices[0]
+    before, after = rec.weights[4], rec.weights[5]
+    assert torch.isfinite(after["batch_normalization/moving_mean"]).all()
+    assert same_weights(before, after)  # moving statistics included
+    assert not torch.equal(rec.weights[6]["batch_normalization/moving_mean"],
+                           after["batch_normalization/moving_mean"])

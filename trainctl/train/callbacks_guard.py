@@ -68,16 +68,20 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         self.snapshot: tuple | None = None
         self.last_failure: int | None = None  # trainer step of the last non-finite batch
         self._rng_before: tuple | None = None
+        self._frozen: list = []
 
     @property
     def active(self) -> bool:
         return self.config.policy != "off"
 
     def before_step(self) -> None:
-        """Called by the loop before each step (generators; the rollback snapshot)."""
+        """Called by the loop before each step (generators, values of the non-trainable
+        variables a forward pass updates (batch normalization's moving statistics); the
+        rollback snapshot)."""
         self.refused = False
         self._rng_before = _rng_now()
         t = self.trainer
+        self._frozen = [(v, v.data.clone()) for v in t.setup.model.variables if not v.trainable]
         if self.config.policy == "rollback" and (
                 self.snapshot is None or t.step % self.config.snapshot_every_n_steps == 0):
             weights = {k: v.detach().clone() for k, v in t.setup.model.state_dict().items()}
@@ -95,10 +99,12 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
                 self.in_a_row = 0
             return True
         self.refused, self.last_failure = True, t.step
+        self._restore_frozen()  # the failing forward pass updated them with this batch
         after = _rng_now()
         _set_rng(self._rng_before)  # the same dropout masks as the failing step
         finding = locate_nonfinite(t.setup, x, y)
         _set_rng(after)
+        self._restore_frozen()
         where = (f"non-finite {'loss' if not bool(torch.isfinite(loss.data).all()) else 'gradient'}"
                  f" at step {t.step + 1} (epoch {t.epoch + 1}, batch {t.batch + 1}): {finding}")
         policy = self.config.policy
@@ -112,6 +118,10 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         else:
             self._rollback(where)
         return False
+
+    def _restore_frozen(self) -> None:
+        for v, value in self._frozen:
+            v.data.copy_(value)
 
     def _rollback(self, where: str) -> None:
         t = self.trainer
