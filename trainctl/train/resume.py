@@ -23,6 +23,7 @@ from typing import Any
 
 from trainctl.errors import CheckpointError
 from trainctl.io import CheckpointStore, load_checkpoint
+from trainctl.io.runs import flatten
 from trainctl.io.store import Entry
 from trainctl.train import state as train_state
 from trainctl.train.setup import Setup
@@ -65,21 +66,9 @@ def classify(path: str) -> str:
     return "safe" if _within(path, SAFE) else "breaking"
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(value, list) and value and not prefix.endswith("input_shape"):
-        for i, item in enumerate(value):
-            _flatten(item, f"{prefix}[{i}]", out)
-    else:
-        out[prefix] = value
-    return out
-
-
 def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     """Every leaf that differs between two resolved specs, classified (see module doc)."""
-    a, b = _flatten(old, "", {}), _flatten(new, "", {})
+    a, b = flatten(old), flatten(new)
     changes = []
     for path in sorted(set(a) | set(b)):
         va, vb = a.get(path, MISSING), b.get(path, MISSING)
