@@ -199,3 +199,24 @@ def test_a_refused_batch_leaves_batch_normalization_statistics_alone():
     assert same_weights(before, after)  # moving statistics included
     assert not torch.equal(rec.weights[6]["batch_normalization/moving_mean"],
                            after["batch_normalization/moving_mean"])
+
+
+def test_cli_stops_with_exit_code_1_and_keeps_the_run(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from trainctl.cli.app import app
+
+    spec = tmp_path / "boom.yaml"
+    spec.write_text(make_spec(optimizer=EXPLODING).to_yaml())
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(spec), "--run-dir", str(run)])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: non-finite loss at step ") and "forward: op " in line
+    assert "Traceback" not in result.output
+    _, _, state = load_checkpoint(run / "checkpoints" / "latest")
+    assert state["kind"] == "stop"
+    assert f"step-{state['step']:09d} holds the state before this batch" in line
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
