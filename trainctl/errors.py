@@ -8,6 +8,11 @@ code 2, without a traceback. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def fmt_shape(shape) -> str:
+    """``[3,4]`` for a shape, as every error message writes it."""
+    return "[" + ",".join(str(int(d)) for d in shape) + "]"
+
+
 class TrainctlError(Exception):
     """Base class of errors caused by user input; the CLI exits with code 2."""
 

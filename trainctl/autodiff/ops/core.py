@@ -24,15 +24,10 @@ import torch
 from trainctl.autodiff import engine
 from trainctl.autodiff.engine import Node
 from trainctl.autodiff.tensor import Tensor, to_torch
-from trainctl.errors import DTypeError, ShapeError
+from trainctl.errors import DTypeError, ShapeError, fmt_shape  # noqa: F401 (re-exported)
 from trainctl.registry import Registry
 
 OPS: Registry["Op"] = Registry("op")
-
-
-def fmt_shape(shape) -> str:
-    """[3,4] for a shape, as used in every error message."""
-    return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
 
 class Op:

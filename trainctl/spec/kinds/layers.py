@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar, Optional
 
 from pydantic import AfterValidator, Field, PositiveInt, WithJsonSchema
 
-from trainctl.errors import ShapeError
+from trainctl.errors import ShapeError, fmt_shape  # noqa: F401 (re-exported)
 from trainctl.registry import Registry
 from trainctl.spec.config import Config
 from trainctl.spec.kinds.names import activation_names, check_activation
@@ -30,11 +30,6 @@ layer_kinds: Registry[type["LayerKind"]] = Registry("layer type")
 _ACTIVATIONS = {"enum": activation_names.names()}  # what editors offer (trainctl schema)
 ActivationName = Annotated[Optional[str], AfterValidator(check_activation),
                            WithJsonSchema({"anyOf": [_ACTIVATIONS, {"type": "null"}]})]
-
-
-def fmt_shape(shape) -> str:
-    """``[3,4]`` for a shape, as every error message writes it."""
-    return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
 
 def shape_list(input_shapes) -> list[Shape]:
