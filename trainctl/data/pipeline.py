@@ -25,6 +25,7 @@ import numpy as np
 
 from trainctl.data.dataset import Dataset
 from trainctl.data.file_sources import FileSource
+from trainctl.data.preprocess import feature_preprocessing
 from trainctl.data.sources import SourceData, sources
 from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
 from trainctl.data.splits import Splits, _split_indices, _split_sizes, build_splits
@@ -209,7 +210,8 @@ class DataPlan:
                       input_shape=tuple(int(s) for s in spec[0].shape[1:] if s is not None),
                       num_classes=num_classes, stats=None, source_name=self.source_name,
                       class_names=self.class_names,
-                      sizes={name: len(parts[name][1]) for name in SECTIONS})
+                      sizes={name: len(parts[name][1]) for name in SECTIONS},
+                      preprocessing=feature_preprocessing(self._steps_of("test"), ctx.fitted))
 
     def _steps_of(self, name: str) -> list[Part]:
         if name in self.sections:

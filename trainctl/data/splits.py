@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from trainctl.data.dataset import Dataset, check_int
+from trainctl.data.preprocess import Preprocessing
 from trainctl.data.sources import SourceData
 from trainctl.errors import DataError
 
@@ -46,7 +47,9 @@ class Splits:
     ``input_shape`` is one element's feature shape, ``sizes`` the number of samples per
     split (keys train, validation, test), ``stats`` the standardisation applied (or None),
     ``source_name`` the spec type of the source (for messages), ``class_names`` the
-    source's names of the classes (or None).
+    source's names of the classes (or None), ``preprocessing`` the fitted feature
+    transforms the test split applies to raw features (stored with checkpoints; see
+    :mod:`trainctl.data.preprocess`).
     """
 
     train: Dataset
@@ -58,6 +61,7 @@ class Splits:
     stats: Stats | None
     source_name: str = ""
     class_names: tuple[str, ...] | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
 
 def build_splits(source_data: SourceData, validation: float = 0.1, test: float = 0.2,
@@ -106,6 +110,7 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
         stats=stats,
         source_name=source_name,
         class_names=source_data.class_names,
+        preprocessing=Preprocessing.standardized(stats.mean, stats.std) if stats else Preprocessing(),
     )
 
 

@@ -58,6 +58,15 @@ class Transform(ElementTransform):
         ([N, ...], or a list of texts); ``num_classes`` is the source's class count."""
         self.fitted = True
 
+    def fitted_state(self) -> dict[str, Any]:
+        """What :meth:`fit` learnt (numpy arrays or JSON values), stored with checkpoints
+        (:mod:`trainctl.data.preprocess`); empty for a transform that learns nothing."""
+        return {}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`fitted_state` gave; the transform counts as fitted."""
+        self.fitted = True
+
     def apply(self, value: Any, rng: np.random.Generator | None) -> Any:
         raise NotImplementedError
 
@@ -111,6 +120,14 @@ class Standardize(Transform):
             self.std = std.astype(np.float32)
         self.fitted = True
 
+    def fitted_state(self) -> dict[str, Any]:
+        return {"mean": np.asarray(self.mean, np.float32), "std": np.asarray(self.std, np.float32)}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.mean = np.asarray(state["mean"], np.float32)
+        self.std = np.asarray(state["std"], np.float32)
+        self.fitted = True
+
     def apply(self, value: Any, rng: Any) -> np.ndarray:
         return ((np.asarray(value, np.float32) - self.mean) / self.std).astype(np.float32)
 
@@ -144,6 +161,14 @@ class Normalize(Transform):
             self.high = x.max(axis=axes).astype(np.float32)
         self.fitted = True
 
+    def fitted_state(self) -> dict[str, Any]:
+        return {"min": np.asarray(self.low, np.float32), "max": np.asarray(self.high, np.float32)}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.low = np.asarray(state["min"], np.float32)
+        self.high = np.asarray(state["max"], np.float32)
+        self.fitted = True
+
     def apply(self, value: Any, rng: Any) -> np.ndarray:
         span = np.asarray(self.high - self.low, dtype=np.float32)
         span = np.where(span == 0, np.float32(1), span)
@@ -172,6 +197,13 @@ class OneHot(Transform):
             if num_classes is None:
                 raise DataError("one_hot: the source has no classes; give depth")
             self.depth = int(num_classes)
+        self.fitted = True
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {"depth": self.depth}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.depth = int(state["depth"])
         self.fitted = True
 
     def apply(self, value: Any, rng: Any) -> np.ndarray:
@@ -318,6 +350,13 @@ class Tokenize(Transform):
             counts.update(self.tokens(str(text)))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:self.config.max_tokens - 2]
         self.vocabulary = {token: i + 2 for i, (token, _) in enumerate(ranked)}
+        self.fitted = True
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {"vocabulary": dict(self.vocabulary)}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.vocabulary = {str(k): int(v) for k, v in state["vocabulary"].items()}
         self.fitted = True
 
     def apply(self, value: Any, rng: Any) -> np.ndarray:

@@ -136,10 +136,7 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     optimizer = opt_cls(model.trainable_variables, opt_cfg)
     resolved = spec.to_dict()
     resolved["data"] = plan.resolved()
-    if spec.model.nodes is None:
-        resolved["model"]["layers"] = [layer.get_config() for layer in model.layers]
-    else:  # a graph: inputs, nodes (defaults filled in) and outputs
-        resolved["model"] = model.resolved()
+    resolved["model"] = resolved_model(spec, model)
     resolved["loss"] = loss.get_config()
     resolved["metrics"] = [e if isinstance(e, str) else  # a mapping: with its defaults
                            {"type": p.kind.registered_name, **p.config.model_dump()}
@@ -149,6 +146,13 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
     finish_control(setup, control, check)  # run-length defaults, monitors, resolved sections
     check.raise_if_any()
     return setup
+
+
+def resolved_model(spec: Spec, model: Model) -> dict[str, Any]:
+    """The spec's model section with every default filled in (what a run records)."""
+    if spec.model.nodes is None:
+        return {**spec.to_dict()["model"], "layers": [layer.get_config() for layer in model.layers]}
+    return model.resolved()  # a graph: inputs, nodes (defaults filled in) and outputs
 
 
 def _check_fit(check: _Collector, spec: Spec, splits: Splits, model: Model, loss: Loss) -> None:

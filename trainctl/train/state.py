@@ -159,6 +159,8 @@ def capture(trainer: "Trainer", kind: str):
         "metrics": dict(trainer.history[-1]) if trainer.history else {},
         "seed": s.spec.seed, "spec_name": s.spec.name, "spec": s.resolved,
         "spec_sha256": spec_sha256(s.resolved),
+        "preprocessing": s.splits.preprocessing.to_json(),  # what predict applies to raw features
+        "class_names": list(s.splits.class_names) if s.splits.class_names else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return s.model.state_dict(), s.optimizer.state_dict(), state
