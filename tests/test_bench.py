@@ -6,15 +6,17 @@ never asserted (speed is measured, not tested)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from trainctl.autodiff import GradientTape, no_grad, ops
+from trainctl.autodiff import GradientTape, Variable, no_grad, ops
 from trainctl.check.bench import bench_batch, bench_spec, layerwise_pass
-from trainctl.check.torch_ref import TorchStep, torch_layer, torch_loss
+from trainctl.check.torch_layers import translate_layer
+from trainctl.check.torch_ref import TorchStep, torch_loss
 from trainctl.cli.app import app
 from trainctl.errors import TrainctlError
 from trainctl.spec import load_spec
@@ -77,11 +79,15 @@ def test_torch_reference_is_the_same_model(tmp_path, text):
     for _ in range(3):  # three steps: the optimizers' slots matter from the second on
         Trainer(setup).train_step(x, y)
         ref(x.data, y.data)
-    weights = dict(zip([v.name for v in setup.model.variables], ref.model.parameters()))
-    for v in setup.model.variables:
-        expect = weights[v.name].detach()
-        torch.testing.assert_close(v.data, expect.T if v.name.endswith("kernel") else expect,
-                                   rtol=1e-5, atol=1e-6)
+    _assert_same_weights(setup, ref)
+
+
+def _assert_same_weights(setup, ref, rtol=1e-5, atol=1e-6):
+    pairs = ref.translation.pairs
+    assert {v.name for v, _, _ in pairs} == {v.name for v in setup.model.trainable_variables}
+    for var, params, to_ours in pairs:
+        torch.testing.assert_close(var.data, to_ours(*(p.detach() for p in params)),
+                                   rtol=rtol, atol=atol)
 
 
 def test_layerwise_backward_gives_the_whole_model_gradients(tmp_path):
@@ -141,13 +147,13 @@ def test_untranslatable_parts_are_named():
     fake = SimpleNamespace(registered_name="hinge", config=SimpleNamespace())
     with pytest.raises(TrainctlError, match="no PyTorch translation of loss 'hinge'"):
         torch_loss(fake)
-    with pytest.raises(TrainctlError, match="no PyTorch translation of layer type 'lstm'"):
-        torch_layer(SimpleNamespace(registered_name="lstm", config=None))
+    with pytest.raises(TrainctlError, match="no PyTorch translation of layer type 'fancy'"):
+        translate_layer(SimpleNamespace(registered_name="fancy", config=None))
     config = SimpleNamespace(activation="swoosh", units=1, use_bias=False)
     dense = SimpleNamespace(registered_name="dense", config=config, input_shape=(2,),
-                            kernel=torch.zeros(2, 1), bias=None)
+                            kernel=Variable(torch.zeros(2, 1)), bias=None)
     with pytest.raises(TrainctlError, match="activation 'swoosh'"):
-        torch_layer(dense)
+        translate_layer(dense)
 
 
 def test_bench_command_user_errors(tmp_path):
@@ -158,3 +164,70 @@ def test_bench_command_user_errors(tmp_path):
     typo = write(tmp_path, "typo.yaml", GOOD.replace("units: 8", "unitz: 8"))
     result = runner.invoke(app, ["bench", str(typo)])
     assert result.exit_code == 2 and "unitz" in result.stderr
+
+
+DAG = GOOD.replace("""  input_shape: [4]
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 3}
+""", """  inputs: [{name: x, shape: [4]}]
+  nodes:
+    - {name: d1, type: dense, units: 4, activation: tanh}
+    - {name: d2, type: dense, shared_with: d1}
+    - {name: twice, type: add, inputs: [d2, d2]}
+    - {name: j, type: concatenate, inputs: [d1, twice]}
+    - {name: out, type: dense, units: 3}
+  outputs: out
+""")
+ROOT_SPECS = Path(__file__).resolve().parent.parent / "specs"
+DAGS = [DAG, ROOT_SPECS / "wine_wide_deep.yaml", ROOT_SPECS / "digits_resnet.yaml"]
+DAG_IDS = ["shared-add-concat", "wine_wide_deep", "digits_resnet"]
+
+
+def _dag_setup(tmp_path, spec):
+    if isinstance(spec, Path):
+        return prepare(load_spec(spec), "cpu")
+    return _setup(tmp_path, spec)
+
+
+@pytest.mark.parametrize("spec", DAGS, ids=DAG_IDS)
+def test_layerwise_backward_of_a_dag_gives_the_whole_model_gradients(tmp_path, spec):
+    setup = _dag_setup(tmp_path, spec)
+    assert setup.model.plan is not None and not setup.model.plan.chain
+    x, y = bench_batch(setup, 16)
+    params = setup.model.trainable_variables
+    with GradientTape() as tape:
+        loss = ops.mean(setup.loss(y, setup.model(x, training=True)))
+    whole = tape.gradient(loss, params)
+    layerwise = layerwise_pass(setup, x, y, None)
+    assert set(layerwise) == {p.name for p in params}
+    for p, g in zip(params, whole):
+        torch.testing.assert_close(layerwise[p.name], g.data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", DAGS, ids=DAG_IDS)
+def test_torch_reference_of_a_dag_is_the_same_model(tmp_path, spec):
+    setup = _dag_setup(tmp_path, spec)
+    x, y = bench_batch(setup, 32)
+    ref = TorchStep(setup)
+    ref.model.eval()
+    with no_grad():
+        ours = setup.model(x, training=False).data
+    with torch.no_grad():
+        torch.testing.assert_close(ref.model(x.data), ours, rtol=1e-5, atol=1e-5)
+    for _ in range(3):
+        Trainer(setup).train_step(x, y)
+        ref(x.data, y.data)
+    _assert_same_weights(setup, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_times_every_node_of_a_dag(tmp_path):
+    r = bench_spec(write(tmp_path, "dag.yaml", DAG), iterations=2, warmup=1, compare_torch=True)
+    assert [(t.name, t.type, t.params) for t in r.layers] == [
+        ("d1", "dense", 20), ("d2", "dense", 0), ("twice", "add", 0),
+        ("j", "concatenate", 0), ("out", "dense", 27), ("loss", "sparse_categorical_"
+                                                       "crossentropy", 0)]
+    assert r.layers[3].output_shape == [None, 8]
+    for t in r.layers:
+        assert len(t.forward.seconds) == 2 and len(t.backward.seconds) == 2
+    assert len(r.torch["step"].seconds) == 2

@@ -147,32 +147,73 @@ def bench_batch(setup, batch_size: int | None):
     return to_tensors((np.concatenate(xs)[:k], np.concatenate(ys)[:k]), setup.device)
 
 
+@dataclass
+class Call:
+    """One node of the model: its layer called on the outputs of ``inputs`` (a chain's
+    first layer reads ``"input"``); ``owner`` is False for a node sharing another's layer."""
+
+    name: str
+    layer: Any
+    inputs: list[str]
+    multi_input: bool
+    owner: bool = True
+
+
+def model_calls(model) -> tuple[list[Call], str]:
+    """The model's nodes in topological order and the name of the output node: a chain's
+    layers one after the other, or a GraphModel's ``plan.nodes``."""
+    from trainctl.graph import GraphModel
+
+    if isinstance(model, GraphModel):
+        calls = [Call(n.name, model.node_layers[n.name], list(n.inputs), n.multi_input,
+                      n.shared_with is None) for n in model.plan.nodes]
+        return calls, model.plan.outputs[0]
+    calls, prev = [], "input"
+    for layer in model.layers:  # a multi-input layer in a chain gets [x] (Layer.__call__)
+        calls.append(Call(layer.name, layer, [prev], False))
+        prev = layer.name
+    return calls, prev
+
+
+def _feed(model, x) -> dict:
+    from trainctl.graph import GraphModel
+
+    return model.feed(x) if isinstance(model, GraphModel) else {"input": x}
+
+
 def layerwise_pass(setup, x, y, rows: list[LayerTiming] | None) -> dict[str, torch.Tensor]:
-    """One forward and backward pass layer by layer, each timed into ``rows`` (the last
-    row is the loss); ``rows=None`` runs untimed (warm-up). Returns the gradient of the
-    mean loss for each trainable variable by name (what a whole-model tape gives)."""
+    """One forward and backward pass node by node (model_calls), each timed into ``rows``
+    (one per node, then the loss); ``rows=None`` runs untimed (warm-up). Each node runs under
+    its own tape with fresh copies of its inputs watched; backward goes in reverse order,
+    a node's output gradient being the sum over the nodes reading it. Returns the gradient
+    of the mean loss for each trainable variable by name (what a whole-model tape gives;
+    a shared layer's is the sum over its nodes)."""
     from trainctl.autodiff import GradientTape, Tensor, ops
 
     dev, model = setup.device, setup.model
-    tapes, ins, outs = [], [], []
-    h = x
-    for i, layer in enumerate(model.layers):
+    calls, output = model_calls(model)
+    values = dict(_feed(model, x))  # model inputs: data, no gradient needed
+    data = set(values)
+    tapes, ins = [], []
+    for i, call in enumerate(calls):
         tape = GradientTape()
+        args = [values[s] for s in call.inputs]
 
-        def forward(layer=layer, tape=tape, h=h, i=i):
+        def forward(call=call, tape=tape, args=args):
             with tape:
-                if i > 0:
-                    tape.watch(h)
-                return layer(h, training=True)
+                for a, s in zip(args, call.inputs):
+                    if s not in data:
+                        tape.watch(a)
+                return call.layer(args if call.multi_input else args[0], training=True)
 
         seconds, out = _timed(forward, dev)
         if rows is not None:
             rows[i].forward.seconds.append(seconds)
-        tapes.append(tape)
-        ins.append(h)
-        outs.append(out)
-        h = Tensor(out.data)  # the next layer's tape starts from a fresh input
+        tapes.append((tape, out))
+        ins.append(args)
+        values[call.name] = Tensor(out.data)  # readers' tapes start from a fresh input
     loss_tape = GradientTape()
+    h = values[output]
 
     def loss_forward():
         with loss_tape:
@@ -184,20 +225,30 @@ def layerwise_pass(setup, x, y, rows: list[LayerTiming] | None) -> dict[str, tor
     if rows is not None:
         rows[-1].forward.seconds.append(seconds)
         rows[-1].backward.seconds.append(seconds_b)
-    found = {}
-    for i in reversed(range(len(model.layers))):
-        weights = model.layers[i].trainable_weights
-        sources = ([ins[i]] if i > 0 else []) + list(weights)
-        if not sources:
+    upstream: dict[str, Any] = {output: g}
+    found: dict[str, torch.Tensor | None] = {}
+    for i in reversed(range(len(calls))):
+        call, (tape, out) = calls[i], tapes[i]
+        g = upstream.pop(call.name, None)
+        if g is None:
+            continue  # the output does not depend on this node
+        names = [s for s in dict.fromkeys(call.inputs) if s not in data]
+        tensors = [ins[i][call.inputs.index(s)] for s in names]
+        weights = call.layer.trainable_weights
+        if not names and not weights:
             continue
-        seconds, grads = _timed(lambda: tapes[i].gradient(outs[i], sources,
-                                                          output_gradients=g), dev)
+        seconds, grads = _timed(lambda: tape.gradient(out, tensors + list(weights),
+                                                      output_gradients=g), dev)
         if rows is not None:
             rows[i].backward.seconds.append(seconds)
-        for w, gw in zip(weights, grads[1:] if i > 0 else grads):
-            found[w.name] = None if gw is None else gw.data
-        if i > 0:
-            g = grads[0]
+        for s, gs in zip(names, grads):
+            if gs is not None:
+                upstream[s] = gs if s not in upstream else upstream[s] + gs
+        for w, gw in zip(weights, grads[len(names):]):
+            if gw is not None:
+                found[w.name] = gw.data if found.get(w.name) is None else found[w.name] + gw.data
+            else:
+                found.setdefault(w.name, None)
     return found
 
 
@@ -275,16 +326,12 @@ def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
     if iterations < 1 or warmup < 0:
         raise ValueError("iterations must be >= 1 and warmup >= 0")
     spec = load_spec(path)
-    if spec.model.nodes is not None:
-        raise TrainctlError(f"{path}: bench times the layers of a chain (model.layers) one "
-                            f"by one; this model is a graph (model.nodes): time it with "
-                            f"trainctl train, and see trainctl summary for its FLOPs")
     setup = prepare(spec, device=device)
     manual_seed(training_seed(spec.seed))
     x, y = bench_batch(setup, batch_size)
     dev, model = setup.device, setup.model
-    rows = [LayerTiming(layer.name, layer.registered_name, [None, *layer.output_shape],
-                        sum(w.size for w in layer.weights)) for layer in model.layers]
+    rows = [LayerTiming(row["name"], row["type"], row["output_shape"], row["params"])
+            for row in model.summary()]
     rows.append(LayerTiming("loss", setup.loss.registered_name, [], 0))
     reference = None
     if compare_torch:

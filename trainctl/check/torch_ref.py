@@ -3,10 +3,12 @@ torch.optim), for ``trainctl bench --compare-torch`` only: the reference our eng
 timed against. The package's training never uses torch.autograd; this module is imported
 by the benchmark alone.
 
-Translation: dense → ``nn.Linear`` (weight = our kernelᵀ, bias copied) + its activation;
-activation, dropout, flatten → their ``nn`` modules; the loss and optimizer of the same
-type with the same hyperparameters (torch's defaults otherwise: single-tensor updates).
-Raises TrainctlError for a layer, activation, loss or optimizer without a translation.
+Translation: each layer by :mod:`trainctl.check.torch_layers` (every registered type, our
+initial weights copied in); a chain (``model.layers``) becomes an ``nn.Sequential``, a DAG
+(``model.nodes``) a :class:`TorchGraph` calling one module per distinct layer (a node with
+``shared_with`` calls its owner's module, so the weights are shared); the loss and
+optimizer of the same type with the same hyperparameters (torch's defaults otherwise:
+single-tensor updates). Raises TrainctlError for a part without a translation.
 """
 
 from __future__ import annotations
@@ -16,49 +18,51 @@ from typing import Callable
 import torch
 from torch import nn
 
+from trainctl.check.torch_layers import Translation, translate_layer
 from trainctl.errors import TrainctlError
+from trainctl.graph import GraphModel
 from trainctl.nn.losses import EPSILON
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "linear": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-    "softplus": nn.Softplus, "softmax": lambda: nn.Softmax(dim=-1),
-    "log_softmax": lambda: nn.LogSoftmax(dim=-1), "gelu": nn.GELU, "silu": nn.SiLU,
-    "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "softsign": nn.Softsign,
-    "hard_sigmoid": nn.Hardsigmoid, "log_sigmoid": nn.LogSigmoid,
-}
+
+class TorchGraph(nn.Module):
+    """A GraphModel's DAG: ``forward(x)`` takes what GraphModel takes (one tensor: the
+    single input, or the feature array each input slices by ``columns``; a dict by input
+    name; a tuple in ``model.inputs`` order) and returns the output node's value."""
+
+    def __init__(self, model, modules: dict[int, int], translated: list[nn.Module]):
+        super().__init__()
+        self.plan = model.plan
+        self.layers = nn.ModuleList(translated)
+        self.calls = [(n.name, modules[id(model.node_layers[n.name])], list(n.inputs),
+                       n.multi_input) for n in model.plan.nodes]
+
+    def feed(self, x) -> dict[str, torch.Tensor]:
+        inputs = self.plan.inputs
+        if isinstance(x, dict):
+            return {i.name: x[i.name] for i in inputs}
+        if isinstance(x, (tuple, list)):
+            return {i.name: v for i, v in zip(inputs, x)}
+        if inputs[0].columns is not None:
+            return {i.name: x[..., i.columns[0]:i.columns[1]] for i in inputs}
+        return {inputs[0].name: x}
+
+    def forward(self, x):
+        values = self.feed(x)
+        for name, index, inputs, multi in self.calls:
+            args = [values[s] for s in inputs]
+            values[name] = self.layers[index](args if multi else args[0])
+        return values[self.plan.outputs[0]]
 
 
-def _activation(name: str | None) -> nn.Module:
-    try:
-        return ACTIVATIONS[name or "linear"]()
-    except KeyError:
-        raise TrainctlError(f"--compare-torch: no PyTorch translation of activation "
-                            f"{name!r}") from None
-
-
-def torch_layer(layer) -> nn.Module:
-    """One of our built layers as an ``nn.Module`` holding copies of its weights."""
-    kind, cfg = layer.registered_name, layer.config
-    if kind == "dense":
-        linear = nn.Linear(layer.input_shape[-1], cfg.units, bias=cfg.use_bias,
-                           device=layer.kernel.device, dtype=layer.kernel.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(layer.kernel.data.T)
-            if cfg.use_bias:
-                linear.bias.copy_(layer.bias.data)
-        return nn.Sequential(linear, _activation(cfg.activation))
-    if kind == "activation":
-        return _activation(cfg.activation)
-    if kind == "dropout":
-        return nn.Dropout(cfg.rate)
-    if kind == "flatten":
-        return nn.Flatten()
-    raise TrainctlError(f"--compare-torch: no PyTorch translation of layer type {kind!r}")
-
-
-def torch_model(model) -> nn.Sequential:
-    """Our Model as an ``nn.Sequential`` of :func:`torch_layer` modules (same weights)."""
-    return nn.Sequential(*[torch_layer(layer) for layer in model.layers])
+def torch_model(model) -> Translation:
+    """Our Model (chain) or GraphModel (DAG) in torch (see the module docstring), with the
+    pairs of every weight (each distinct layer translated once)."""
+    translations = [translate_layer(layer) for layer in model.layers]
+    pairs = [p for t in translations for p in t.pairs]
+    if not isinstance(model, GraphModel):
+        return Translation(nn.Sequential(*[t.module for t in translations]), pairs)
+    modules = {id(layer): i for i, layer in enumerate(model.layers)}
+    return Translation(TorchGraph(model, modules, [t.module for t in translations]), pairs)
 
 
 def torch_loss(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -121,7 +125,8 @@ class TorchStep:
     """One training step of the translated model: zero_grad, forward, loss, backward, step."""
 
     def __init__(self, setup):
-        self.model = torch_model(setup.model)
+        self.translation = torch_model(setup.model)
+        self.model = self.translation.module.to(setup.device)
         self.loss = torch_loss(setup.loss)
         self.optimizer = torch_optimizer(setup.optimizer, self.model.parameters())
 
