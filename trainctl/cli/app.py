@@ -9,6 +9,7 @@ from trainctl.cli.ckpt import ckpt_app
 from trainctl.cli.doctor import doctor_command
 from trainctl.cli.data import data_app
 from trainctl.cli.eval import evaluate_command
+from trainctl.cli.export import export_command
 from trainctl.cli.graph import graph_command
 from trainctl.cli.plot import plot_command
 from trainctl.cli.runs import runs_app
@@ -22,6 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train neural networks from a YAML spec.")
 app.command("train")(train)
 app.command("eval")(evaluate_command)
+app.command("export")(export_command)
 app.command("smoke")(smoke_command)
 app.command("doctor")(doctor_command)
 app.command("bench")(bench_command)

@@ -54,13 +54,18 @@ def build_graph_model(spec: Spec, device: torch.device | str = "cpu",
     """A :class:`GraphModel` for ``spec.model.nodes`` from its torch-free plan (all graph
     and shape checks done there), built on ``device``; raises SpecErrors."""
     plan = plan if plan is not None else plan_graph(spec_doc(spec))
+    try:
+        return graph_model_from_plan(plan, spec.name, device)
+    except NodeShapeError as exc:
+        raise SpecErrors([spec_doc(spec).error(exc.path, exc.message)]) from None
+
+
+def graph_model_from_plan(plan: GraphPlan, name: str = "model",
+                          device: torch.device | str = "cpu") -> GraphModel:
+    """A :class:`GraphModel` of a validated ``plan``, built on ``device``; raises
+    NodeShapeError (located at the node's path in the plan's document)."""
     node_layers: dict[str, Layer] = {}
     for node in plan.nodes:  # topological: a shared layer exists before its second user
         node_layers[node.name] = (node_layers[node.shared_with] if node.shared_with else
                                   layers.get(node.type)(node.config, name=node.name))
-    model = GraphModel(plan, node_layers, name=spec.name)
-    try:
-        model.build(device)
-    except NodeShapeError as exc:
-        raise SpecErrors([spec_doc(spec).error(exc.path, exc.message)]) from None
-    return model
+    return GraphModel(plan, node_layers, name=name).build(device)
