@@ -5,7 +5,6 @@ from a trained run (the checkpoint's spec checked against the one given)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from trainctl.graph import build_model
 from trainctl.io import save_checkpoint
 from trainctl.spec import load_spec
 
-from test_export_onnx import CASES, SPECS, feeds_for, graph_model, ours, perturb
+from export_helpers import CASES, SPECS, STATE, feeds_for, graph_model, ours, perturb
 
 TRAINED = """\
 name: export-iris
@@ -54,7 +53,7 @@ def assert_identical(a, b, batch: int = 5) -> None:
 def test_example_specs_round_trip_through_safetensors_and_json(path, tmp_path):
     model = build_model(load_spec(path))
     perturb(model, seed=5)
-    ckpt = save_checkpoint(tmp_path / "ckpt", model.state_dict(), None, {"step": 0})
+    ckpt = save_checkpoint(tmp_path / "ckpt", model.state_dict(), None, STATE)
     out = tmp_path / "m.safetensors"
     result = export(path, ckpt, out, "--format", "safetensors")
     assert result.exit_code == 0, result.output

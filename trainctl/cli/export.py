@@ -20,7 +20,9 @@ class Format(str, Enum):
 def export_command(
     spec: Path = typer.Argument(..., help="The spec the model was trained from."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
-                                    "directory (its final checkpoint)."),
+                                    "directory (its best checkpoint, else its final one)."),
+    latest: bool = typer.Option(False, "--latest", help="With a run directory: its newest "
+                                "checkpoint instead."),
     output: Path = typer.Option(..., "-o", "--output", help="The file to write: model.onnx, or "
                                 "model.safetensors (with model.json beside it)."),
     fmt: Format = typer.Option(Format.onnx, "--format", help="onnx: the inference graph (opset "
@@ -33,41 +35,18 @@ def export_command(
     with user_errors():
         from trainctl.spec import load_spec
 
-        s = load_spec(spec, sets)
-        from trainctl.export import to_onnx  # torch and onnx only once the spec is valid
+        load_spec(spec, sets)  # spec errors before torch is imported
+        from trainctl.export import to_onnx
         from trainctl.export.files import write_files_atomic
         from trainctl.export.portable import export_portable
         from trainctl.export.walk import export_metadata
+        from trainctl.train.trained import load_trained
 
-        model = _trained_model(s, checkpoint, spec)
-        meta = export_metadata(s)
+        trained = load_trained(spec, checkpoint, sets, "cpu", latest=latest)
+        meta = export_metadata(trained)
         if fmt is Format.onnx:
-            write_files_atomic({output: to_onnx(model, meta).SerializeToString()})
+            write_files_atomic({output: to_onnx(trained.model, meta).SerializeToString()})
             wrote = str(output)
         else:
-            wrote = f"{output} and {export_portable(model, output, meta)}"
+            wrote = f"{output} and {export_portable(trained.model, output, meta)}"
     out.print(f"wrote {wrote}", markup=False)
-
-
-def _trained_model(s, checkpoint: Path, spec_file: Path):
-    """The spec's model (CPU) with the checkpoint's weights (their moving averages with
-    ``use_ema``); CheckpointError when the checkpoint's spec has another model."""
-    from trainctl.cli.eval import _check_same_model_and_data
-    from trainctl.graph import build_model
-    from trainctl.io import load_checkpoint
-    from trainctl.optim import averaged_weights
-
-    weights, opt_tensors, state = load_checkpoint(checkpoint)
-    model = build_model(s, "cpu")
-    trained = state.get("spec")
-    if isinstance(trained, dict):  # the model section as train.prepare resolves it
-        section = dict(s.to_dict()["model"])
-        if s.model.nodes is None:
-            section["layers"] = [layer.get_config() for layer in model.layers]
-        else:
-            section = model.resolved()
-        _check_same_model_and_data(trained, {**trained, "model": section}, spec_file)
-    if isinstance(s.optimizer, dict) and s.optimizer.get("use_ema"):
-        weights = averaged_weights(weights, opt_tensors)
-    model.load_state_dict(weights)
-    return model

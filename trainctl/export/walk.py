@@ -80,20 +80,23 @@ def model_graph(model: Model) -> ModelGraph:
                       (prev,))
 
 
-def export_metadata(spec) -> dict[str, str]:
-    """What an exported file records about the model (ONNX ``metadata_props``, the JSON's
-    ``metadata``): the spec's ``name``, its ``loss`` type and ``output``: what the output
-    holds as the loss reads it: ``logits`` (``from_logits: true``), ``probabilities``
-    (a crossentropy on probabilities) or ``values`` (a regression loss)."""
-    loss = spec.loss if isinstance(spec.loss, dict) else {}
-    kind = str(loss.get("type", ""))
-    if loss.get("from_logits"):
-        output = "logits"
-    elif "crossentropy" in kind:
-        output = "probabilities"
-    else:
-        output = "values"
+def export_metadata(trained) -> dict[str, str]:
+    """What an exported file records about a :class:`~trainctl.train.trained.Trained` model
+    (ONNX ``metadata_props``, the JSON's ``metadata``), as strings: ``trainctl.spec`` (its
+    name), ``trainctl.task`` (``classes``, ``binary`` or ``values``), ``trainctl.output``:
+    what the output holds: ``logits`` (apply softmax/sigmoid for probabilities),
+    ``probabilities`` or ``values``; ``trainctl.class_names`` (JSON list, classifiers) and
+    ``trainctl.preprocessing``: the fitted feature transforms raw inputs need first (JSON,
+    :meth:`trainctl.data.preprocess.Preprocessing.to_json`; ``[]`` for none)."""
+    import json
+
     from trainctl import __version__
 
-    return {"trainctl.spec": str(spec.name), "trainctl.loss": kind, "trainctl.output": output,
-            "trainctl.version": __version__}
+    output = ("values" if trained.task == "values" else
+              "logits" if trained.from_logits else "probabilities")
+    meta = {"trainctl.spec": str(trained.spec.name), "trainctl.task": trained.task,
+            "trainctl.output": output, "trainctl.version": __version__,
+            "trainctl.preprocessing": json.dumps(trained.preprocessing.to_json())}
+    if trained.class_names is not None:
+        meta["trainctl.class_names"] = json.dumps(list(trained.class_names))
+    return meta
