@@ -11,6 +11,7 @@ from trainctl.data.dataset import (AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDI
 from trainctl.data import steps as _steps  # noqa: F401  (registers the steps)
 from trainctl.data import ordering as _ordering  # noqa: F401
 from trainctl.data import parallel as _parallel  # noqa: F401
+from trainctl.data import interleave as _interleave  # noqa: F401
 from trainctl.data import cache as _cache  # noqa: F401
 from trainctl.data import device as _device  # noqa: F401
 from trainctl.data.iterator import DatasetIterator
