@@ -27,6 +27,7 @@ from trainctl.data.dataset import Dataset
 from trainctl.data.file_sources import FileSource
 from trainctl.data.preprocess import feature_preprocessing
 from trainctl.data.sources import SourceData, sources
+from trainctl.data.spec_select import ElementStep
 from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
 from trainctl.data.splits import Splits, _split_indices, _split_sizes, build_splits
 from trainctl.data.transforms import transforms
@@ -43,6 +44,7 @@ class Part:
     config: Any
     path: tuple
     transform: "Part | None" = None      # the transform of a ``map`` step
+    nested: "Part | None" = None         # the predicate of a filter, the source of a zip
 
 
 @dataclass
@@ -53,8 +55,8 @@ class Section:
 
 
 class _Check:
-    def __init__(self, doc: SpecDoc):
-        self.doc, self.errors = doc, []
+    def __init__(self, doc: SpecDoc, base: Path):
+        self.doc, self.errors, self.base = doc, [], base
 
     def add(self, path: tuple, message: str) -> None:
         self.errors.append(self.doc.error(path, message))
@@ -78,8 +80,8 @@ def _base_dir(doc: SpecDoc) -> Path:
 
 def plan_data(data: DataConfig, doc: SpecDoc) -> "DataPlan":
     """Validate ``data`` (the spec's data section, read from ``doc``); SpecErrors if bad."""
-    check = _Check(doc)
     base = _base_dir(doc)
+    check = _Check(doc, base)
     source = _source(check, data.source, ("data", "source"), base) if data.source else None
     given = [name for name in SECTIONS if getattr(data, name) is not None]
     sections: dict[str, Section] = {}
@@ -103,6 +105,8 @@ def plan_data(data: DataConfig, doc: SpecDoc) -> "DataPlan":
             check.add(path + ("source",), "missing required field")
         steps = [_step(check, entry, path + ("steps", i)) for i, entry in enumerate(cfg.steps)]
         sections[name] = Section(name, own, [s for s in steps if s is not None])
+    for name, section in sections.items():
+        _check_order(check, section, own_source=section.source is not None)
     if "train" in sections and not any(s.cls.batching for s in sections["train"].steps):
         check.add(("data", "train", "steps"), "the train steps need a batch or padded_batch step")
     _check_fitted(check, sections)
@@ -121,6 +125,16 @@ def _source(check: _Check, entry: dict, path: tuple, base: Path) -> Part | None:
 
 def _step(check: _Check, entry: dict, path: tuple) -> Part | None:
     part = check.part(pipeline_steps, path, entry["type"])
+    if part is not None and getattr(part.cls, "nested", None):
+        key, registry = part.cls.nested
+        value = getattr(part.config, key)
+        value = {"type": value} if isinstance(value, str) else value
+        if not isinstance(value.get("type"), str):
+            check.add(path + (key, "type"), "missing required field")
+            return None
+        part.nested = (_source(check, value, path + (key,), check.base) if registry is sources
+                       else check.part(registry, path + (key,), value["type"]))
+        return part if part.nested is not None else None
     if part is not None and part.cls is MapStep:
         transform = part.config.transform
         transform = {"type": transform} if isinstance(transform, str) else transform
@@ -130,6 +144,22 @@ def _step(check: _Check, entry: dict, path: tuple) -> Part | None:
         part.transform = check.part(transforms, path + ("transform",), transform["type"])
         return part if part.transform is not None else None
     return part
+
+
+def _check_order(check: _Check, section: Section, own_source: bool) -> None:
+    """Element steps before the batching step; zip only over the section's own source."""
+    batched = False
+    for part in section.steps:
+        if issubclass(part.cls, ElementStep):
+            name = part.cls.registered_name
+            if batched:
+                check.add(part.path, f"{name} works on single elements; put it before the "
+                          "batch step")
+            if getattr(part.cls, "needs_own_source", False) and not own_source:
+                check.add(part.path, f"{name} pairs the section's own source with another, "
+                          "row by row; give this section a source (a split of data.source "
+                          "is in shuffled order)")
+        batched = batched or part.cls.batching
 
 
 def _fit_name(part: Part) -> str | None:
@@ -186,7 +216,7 @@ class DataPlan:
                                 source_name=self.source_name)
         parts = self._parts(seed)
         num_classes = parts["train"][2]
-        ctx = Context(seed, self.base_dir, num_classes=num_classes)
+        ctx = Context(seed, self.base_dir, num_classes=num_classes, class_names=self.class_names)
         built = {}
         for name in SECTIONS:
             x, y, _ = parts[name]
@@ -195,9 +225,9 @@ class DataPlan:
             ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
             for part in steps:
                 ctx.path = part.path
-                transform = (part.transform.cls, part.transform.config) if part.transform else None
-                ds = part.cls.build(ds, part.config, ctx, transform) if transform else \
-                    part.cls.build(ds, part.config, ctx)
+                inner = part.transform or part.nested
+                ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
+                    else part.cls.build(ds, part.config, ctx)
                 ctx.batched = ctx.batched or part.cls.batching
             if name != "train" and not any(p.cls.batching for p in steps):
                 ds = ds.batch(eval_batch_size)
@@ -266,6 +296,10 @@ class DataPlan:
         if part.transform is not None:
             options["transform"] = {"type": part.transform.cls.registered_name,
                                     **part.transform.config.model_dump()}
+        if part.nested is not None:
+            key = part.cls.nested[0]
+            options[key] = (self._resolved_source(part.nested) if key == "source" else
+                            {"type": part.nested.cls.registered_name, **part.nested.config.model_dump()})
         if part.cls is CacheStep and options["filename"]:
             options["filename"] = str((self.base_dir / options["filename"]).resolve())
         return {"type": part.cls.registered_name, **options}

@@ -48,7 +48,8 @@ def _labels(batch: Any) -> np.ndarray | None:
 
 def inspect_splits(splits: Splits, examples: int = 3) -> dict[str, Any]:
     """Per split: ``samples``, ``batches``, ``element_spec`` (text) and ``classes``
-    (samples per class, from one pass over the split; None for regression); plus the
+    (samples per class, from one pass over the split; None for regression; a split of
+    unknown length, after a filter, has its samples and batches counted in that pass); plus the
     ``class_names`` and the first ``examples`` training samples (features summarised,
     label)."""
     out: dict[str, Any] = {"source": splits.source_name, "input_shape": list(splits.input_shape),
@@ -59,10 +60,15 @@ def inspect_splits(splits: Splits, examples: int = 3) -> dict[str, Any]:
         info: dict[str, Any] = {"samples": splits.sizes.get(name, 0), "batches": ds.cardinality()}
         info["element_spec"] = spec_text(ds.element_spec) if info["samples"] else None
         counts = np.zeros(splits.num_classes or 0, dtype=np.int64)
-        for batch in ds.iterate(0) if info["samples"] and splits.num_classes else ():
+        unknown = info["batches"] < 0        # a filter (or interleave) before: count them
+        rows = batches = 0
+        for batch in ds.iterate(0) if info["samples"] and (splits.num_classes or unknown) else ():
             labels = _labels(batch)
-            if labels is not None:
+            if labels is not None and splits.num_classes:
                 counts += np.bincount(labels, minlength=len(counts))[:len(counts)]
+            rows, batches = rows + len(flatten(batch)[-1]), batches + 1
+        if unknown and info["samples"]:
+            info["samples"], info["batches"] = rows, batches
         info["classes"] = counts.tolist() if splits.num_classes else None
         out["splits"][name] = info
     out["examples"] = [_example(x, y) for x, y in first_samples(splits.train, examples)]

@@ -31,13 +31,14 @@ class Context:
     ``seed``: the spec's seed; ``base_dir``: the spec's folder; ``path``: the step's key
     path (``("data", "train", "steps", 2)``); ``fitted``: the train split's fitted
     transforms by (name, occurrence), filled while the train pipeline is built and read
-    by the others; ``num_classes`` of the source; ``is_train``; ``batched``: a batching
-    step came before.
+    by the others; ``num_classes`` and ``class_names`` of the source; ``is_train``;
+    ``batched``: a batching step came before.
     """
 
     seed: int
     base_dir: Path
     num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
     is_train: bool = True
     path: tuple = ()
     batched: bool = False

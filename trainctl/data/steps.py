@@ -87,7 +87,9 @@ class Filter(Step):
         return itertools.islice(self._kept(key), start, None)
 
     def _params(self) -> dict[str, Any]:
-        return {"predicate": getattr(self.predicate, "__qualname__", type(self.predicate).__name__)}
+        fn = self.predicate
+        name = fn.describe() if hasattr(fn, "describe") else getattr(fn, "__qualname__", type(fn).__name__)
+        return {"predicate": name}
 
     def _cardinality(self) -> int:
         n = self.input.cardinality()
