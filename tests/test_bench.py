@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from trainctl.autodiff import GradientTape, Variable, no_grad, ops
-from trainctl.check.bench import bench_batch, bench_spec, layerwise_pass
+from trainctl.check.bench import _timed, bench_batch, bench_spec, layerwise_pass
 from trainctl.check.torch_layers import translate_layer
 from trainctl.check.torch_ref import TorchStep, torch_loss
 from trainctl.cli.app import app
@@ -231,3 +231,13 @@ def test_bench_times_every_node_of_a_dag(tmp_path):
     for t in r.layers:
         assert len(t.forward.seconds) == 2 and len(t.backward.seconds) == 2
     assert len(r.torch["step"].seconds) == 2
+
+
+def test_timed_synchronizes_cuda_around_the_timed_region(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    seconds, value = _timed(lambda: events.append("run") or 7, torch.device("cuda"))
+    assert events == ["sync", "run", "sync"] and value == 7 and seconds >= 0
+    events.clear()
+    _timed(lambda: events.append("run"), torch.device("cpu"))
+    assert events == ["run"]  # the CPU runs synchronously: nothing to wait for

@@ -94,10 +94,14 @@ def render(report) -> tuple[Table, list[str]]:
              f"training step (forward, backward, update): {_ms(report.step)}  "
              f"({report.samples_per_second:,.0f} samples/s)"]
     mem = report.memory
-    parts = [f"peak RSS {mem['peak_rss_mib']:.0f} MiB (process)"]
+    parts = []
     if "cuda_peak_mib" in mem:
-        parts.append(f"CUDA peak {mem['cuda_peak_mib']:.1f} MiB per step")
-    parts.append(f"Python allocations peak {mem['python_peak_mib']:.2f} MiB per step")
+        parts.append(f"CUDA peak {mem['cuda_peak_mib']:.1f} MiB per step (allocator peak "
+                     f"above the memory allocated before the step)")
+    parts.append(f"peak RSS {mem['peak_rss_mib']:.0f} MiB (whole process since it started: "
+                 f"interpreter, libraries, data; ru_maxrss)")
+    parts.append(f"Python-level allocations peak {mem['python_peak_mib']:.2f} MiB per step "
+                 f"(tracemalloc; tensor storage not included)")
     lines.append("memory: " + ", ".join(parts))
     if report.torch is not None:
         t = report.torch
