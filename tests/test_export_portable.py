@@ -148,3 +148,20 @@ def test_a_missing_output_directory_is_one_line_and_writes_nothing(trained, tmp_
     result = export(spec, root / "run", out, "--format", "safetensors")
     assert result.exit_code == 2 and "does not exist" in result.output
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_trained_run_with_its_standardization_takes_raw_rows(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from sklearn.datasets import load_iris
+
+    from trainctl.train.trained import load_trained
+
+    root, spec = trained
+    out = tmp_path / "raw.onnx"
+    assert export(spec, root / "run", out, "--with-preprocessing").exit_code == 0
+    raw = load_iris().data[::15].astype(np.float32)  # centimetres, as the source gives them
+    (probs,) = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": raw})
+    t = load_trained(spec, root / "run")
+    assert t.preprocessing.describe() == "standardize"
+    np.testing.assert_allclose(probs, t.predict(raw).numpy(), rtol=1e-5, atol=1e-5)

@@ -28,6 +28,10 @@ def export_command(
     fmt: Format = typer.Option(Format.onnx, "--format", help="onnx: the inference graph (opset "
                                "17, dynamic batch axis); safetensors: the weights alone plus a "
                                "JSON description of the graph."),
+    with_preprocessing: bool = typer.Option(False, "--with-preprocessing", help="ONNX: put the "
+                                            "checkpoint's feature preprocessing (standardize, "
+                                            "normalize, cast) in the graph, which then takes "
+                                            "raw features."),
     sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Export a trained model: ONNX (named inputs and outputs, batch axis dynamic) or
@@ -36,16 +40,21 @@ def export_command(
         from trainctl.spec import load_spec
 
         load_spec(spec, sets)  # spec errors before torch is imported
-        from trainctl.export import to_onnx
+        from trainctl.export import ExportError, to_onnx
         from trainctl.export.files import write_files_atomic
         from trainctl.export.portable import export_portable
         from trainctl.export.walk import export_metadata
         from trainctl.train.trained import load_trained
 
+        if with_preprocessing and fmt is not Format.onnx:
+            raise ExportError("--with-preprocessing applies to --format onnx only (the JSON "
+                              "description records the preprocessing in its metadata)")
         trained = load_trained(spec, checkpoint, sets, "cpu", latest=latest)
-        meta = export_metadata(trained)
+        meta = export_metadata(trained, with_preprocessing)
         if fmt is Format.onnx:
-            write_files_atomic({output: to_onnx(trained.model, meta).SerializeToString()})
+            proto = to_onnx(trained.model, meta,
+                            trained.preprocessing if with_preprocessing else None)
+            write_files_atomic({output: proto.SerializeToString()})
             wrote = str(output)
         else:
             wrote = f"{output} and {export_portable(trained.model, output, meta)}"

@@ -24,6 +24,7 @@ def write_files_atomic(files: dict[Path, bytes]) -> None:
                                   f"{str(path.parent)!r} does not exist")
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             temps.append((tmp, path))
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a new file's usual mode
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -40,3 +41,9 @@ def write_files_atomic(files: dict[Path, bytes]) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -113,12 +113,18 @@ class OnnxGraph:
         return out
 
 
-def to_onnx(model, metadata: dict[str, str] | None = None):
+def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
     """The ``onnx.ModelProto`` of a built ``model`` (chain or DAG), checked with
     ``onnx.checker.check_model``; see the module docstring for its contents.
 
+    ``preprocessing`` (a :class:`trainctl.data.preprocess.Preprocessing`, or None): put
+    it in front of the model (:mod:`trainctl.export.onnx_preprocess`), so the graph takes
+    raw features [batch, *data shape] (float32): under the model input's name, or, for a
+    DAG whose inputs take ``columns`` of the data's feature array, as one input
+    ``features`` that the graph slices.
+
     Raises ExportError naming the node and its type when a layer (or its activation) has
-    no ONNX exporter.
+    no ONNX exporter, or the preprocessing step that has none.
     """
     try:
         import onnx
@@ -137,7 +143,9 @@ def to_onnx(model, metadata: dict[str, str] | None = None):
     inputs = []
     for name in graph.outputs:
         g.reserve(name)  # the Identity below gives the output this name
-    for i in graph.inputs:
+    if preprocessing is not None:
+        inputs = _raw_inputs(g, graph, preprocessing, values)
+    for i in graph.inputs if preprocessing is None else ():
         g.reserve(i.name)
         values[i.name] = i.name
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(_DTYPES[i.dtype]))
@@ -163,3 +171,30 @@ def to_onnx(model, metadata: dict[str, str] | None = None):
     helper.set_model_props(proto, dict(metadata or {}))
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _raw_inputs(g: OnnxGraph, graph, preprocessing, values: dict[str, str]) -> list:
+    """The graph input of raw features and the preprocessed model inputs from it (in
+    ``values``); ExportError for several inputs without ``columns``."""
+    from onnx import TensorProto, helper
+
+    from trainctl.export.onnx_preprocess import export_preprocessing
+
+    columns = [i.columns for i in graph.inputs]
+    if all(c is not None for c in columns):
+        name, shape = "features", (*graph.inputs[0].shape[:-1], max(c[1] for c in columns))
+    elif len(graph.inputs) == 1:
+        name, shape = graph.inputs[0].name, graph.inputs[0].shape
+    else:
+        raise ExportError("--with-preprocessing needs one model input, or inputs that take "
+                          "columns of one feature array")
+    g.reserve(name)
+    x = export_preprocessing(g, preprocessing, name)
+    for i in graph.inputs:
+        if i.columns is None:
+            values[i.name] = x
+        else:
+            values[i.name] = g.op("Slice", [x, g.ints(f"{i.name}/start", [i.columns[0]]),
+                                            g.ints(f"{i.name}/end", [i.columns[1]]),
+                                            g.ints(f"{i.name}/axis", [-1])], i.name)
+    return [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape])]

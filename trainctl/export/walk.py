@@ -80,14 +80,15 @@ def model_graph(model: Model) -> ModelGraph:
                       (prev,))
 
 
-def export_metadata(trained) -> dict[str, str]:
+def export_metadata(trained, preprocessing_in_graph: bool = False) -> dict[str, str]:
     """What an exported file records about a :class:`~trainctl.train.trained.Trained` model
     (ONNX ``metadata_props``, the JSON's ``metadata``), as strings: ``trainctl.spec`` (its
     name), ``trainctl.task`` (``classes``, ``binary`` or ``values``), ``trainctl.output``:
     what the output holds: ``logits`` (apply softmax/sigmoid for probabilities),
     ``probabilities`` or ``values``; ``trainctl.class_names`` (JSON list, classifiers) and
     ``trainctl.preprocessing``: the fitted feature transforms raw inputs need first (JSON,
-    :meth:`trainctl.data.preprocess.Preprocessing.to_json`; ``[]`` for none)."""
+    :meth:`trainctl.data.preprocess.Preprocessing.to_json`; ``[]`` for none, and when
+    ``preprocessing_in_graph``: then ``trainctl.inputs`` is ``raw``, else ``preprocessed``)."""
     import json
 
     from trainctl import __version__
@@ -96,7 +97,9 @@ def export_metadata(trained) -> dict[str, str]:
               "logits" if trained.from_logits else "probabilities")
     meta = {"trainctl.spec": str(trained.spec.name), "trainctl.task": trained.task,
             "trainctl.output": output, "trainctl.version": __version__,
-            "trainctl.preprocessing": json.dumps(trained.preprocessing.to_json())}
+            "trainctl.inputs": "raw" if preprocessing_in_graph else "preprocessed",
+            "trainctl.preprocessing": json.dumps([] if preprocessing_in_graph
+                                                 else trained.preprocessing.to_json())}
     if trained.class_names is not None:
         meta["trainctl.class_names"] = json.dumps(list(trained.class_names))
     return meta
