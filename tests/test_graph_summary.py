@@ -139,6 +139,24 @@ def test_svg_without_graphviz_is_a_clear_error_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_svg_and_png_through_dot(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    plan = plan_graph(spec_doc(spec(DENSE)))
+    render(plan, tmp_path / "m.svg", name="s")
+    root = ET.fromstring((tmp_path / "m.svg").read_bytes())
+    assert root.tag.endswith("svg")
+    texts = {t.text for t in root.iter() if t.tag.endswith("text")}
+    assert {"dense", "input", "output", "[N,3]"} <= texts, texts
+    render(plan, tmp_path / "m.png")
+    with Image.open(tmp_path / "m.png") as im:
+        assert im.format == "PNG" and im.size[0] > 50 and im.size[1] > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "m.svg"]
+
+
 def test_graph_command_writes_dot(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(HEAD + DENSE + TAIL)

@@ -1,21 +1,23 @@
 """Pictures of a model's DAG, from its torch-free :class:`GraphPlan`: Graphviz DOT and
 Mermaid text (each edge labelled with the shape it carries, batch axis as ``N``), and SVG/PNG
-through the ``graphviz`` Python package and the ``dot`` program when both are installed.
+through Graphviz's ``dot`` program (run as a subprocess) when it is on PATH.
 
-Raises :class:`RenderError` (a user error) for an unknown suffix, or for .svg/.png without
-graphviz, suggesting .dot or .mmd.
+Raises :class:`RenderError` (a user error) for an unknown suffix, for .svg/.png without
+``dot`` (suggesting .dot or .mmd), or when ``dot`` fails. Files are written atomically.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from trainctl.errors import TrainctlError
 from trainctl.spec.kinds.dag import GraphPlan
 
 FORMATS = (".svg", ".png", ".dot", ".mmd")
+DOT_TIMEOUT_S = 60
 
 
 class RenderError(TrainctlError):
@@ -90,22 +92,35 @@ def render(plan: GraphPlan, path: Path, name: str = "model") -> Path:
         raise RenderError(f"{path}: unknown picture format {suffix or '(none)'!r}; use one of "
                           f"{', '.join(FORMATS)}")
     if suffix == ".mmd":
-        path.write_text(to_mermaid(plan), encoding="utf-8")
+        _write_atomic(path, to_mermaid(plan).encode("utf-8"))
         return path
     text = to_dot(plan, name)
     if suffix == ".dot":
-        path.write_text(text, encoding="utf-8")
+        _write_atomic(path, text.encode("utf-8"))
         return path
-    try:
-        graphviz = importlib.import_module("graphviz")
-    except ImportError:
-        graphviz = None
-    if graphviz is None or shutil.which("dot") is None:
-        missing = "the graphviz Python package" if graphviz is None else "the 'dot' program"
-        raise RenderError(f"{path}: {suffix} needs Graphviz ({missing} is not installed: "
-                          f"pip install graphviz, and the graphviz system package); write "
-                          f"{path.with_suffix('.dot').name} or {path.with_suffix('.mmd').name} "
-                          f"instead")
-    data = graphviz.Source(text).pipe(format=suffix[1:])
-    path.write_bytes(data)
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RenderError(f"{path}: {suffix} needs Graphviz (its 'dot' program is not on PATH: "
+                          f"install the graphviz system package, e.g. apt-get install graphviz); "
+                          f"write {path.with_suffix('.dot').name} or "
+                          f"{path.with_suffix('.mmd').name} instead")
+    try:  # ``dot -T svg`` reads DOT on stdin, writes the picture on stdout
+        done = subprocess.run([dot, f"-T{suffix[1:]}"], input=text.encode("utf-8"),
+                              capture_output=True, timeout=DOT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"{path}: Graphviz's dot took more than {DOT_TIMEOUT_S} s") from None
+    if done.returncode != 0 or not done.stdout:
+        why = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RenderError(f"{path}: Graphviz's dot failed (exit {done.returncode}): "
+                          f"{why[-1] if why else 'no output'}")
+    _write_atomic(path, done.stdout)
     return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

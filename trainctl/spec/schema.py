@@ -187,8 +187,6 @@ class Spec(Config):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     schedule: Optional[NamedSection] = None
     callbacks: list[NamedSection] = Field(default_factory=list)
-    schedule: Optional[NamedSection] = None
-    callbacks: list[NamedSection] = Field(default_factory=list)
 
     _doc: Optional[SpecDoc] = PrivateAttr(None)
 
