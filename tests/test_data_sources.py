@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import load_digits, load_iris
 
 from trainctl.data import SourceData, build_splits, load_source, sources
+from trainctl.data.sources import describe_source
 from trainctl.errors import DataError, UnknownNameError
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"
@@ -53,6 +54,20 @@ def test_bundled_classification_sources(name, n, features, classes):
     assert data.y.shape == (n,) and data.y.dtype == np.int64
     assert data.num_classes == classes and len(data.class_names) == classes
     assert sorted(set(data.y.tolist())) == list(range(classes))
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer", "diabetes"])
+def test_bundled_describe_matches_load(name):
+    """describe() (constants, no scikit-learn) gives what load() gives, but the values."""
+    source = sources.get(name)
+    config = source.Config()
+    loaded, described = source.load(config, 0), describe_source(source, config, 0)
+    assert described.x.shape == loaded.x.shape and described.x.dtype == loaded.x.dtype
+    assert described.y.shape == loaded.y.shape and described.y.dtype == loaded.y.dtype
+    assert (described.num_classes, described.class_names) == (loaded.num_classes,
+                                                               loaded.class_names)
+    if loaded.num_classes is not None:
+        assert set(described.y.tolist()) == set(loaded.y.tolist())
 
 
 def test_digits_pixels_and_iris_names():

@@ -21,7 +21,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -314,10 +314,10 @@ def _time_steps(setup, x, y, reference, warmup: int, iterations: int):
 
 def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
                device: str | None = None, batch_size: int | None = None,
-               compare_torch: bool = False) -> BenchReport:
+               compare_torch: bool = False, overrides: Sequence[str] = ()) -> BenchReport:
     """Time the spec's model (see the module docstring). Raises the spec's errors
     (SpecErrors, DataError, DeviceError) and, with ``compare_torch``, TrainctlError for a
-    part without a PyTorch translation."""
+    part without a PyTorch translation. ``overrides``: ``--set`` texts for ``load_spec``."""
     from trainctl.backend import manual_seed
     from trainctl.spec import load_spec
     from trainctl.train import prepare
@@ -325,7 +325,7 @@ def bench_spec(path: str | Path, iterations: int = 50, warmup: int = 5,
 
     if iterations < 1 or warmup < 0:
         raise ValueError("iterations must be >= 1 and warmup >= 0")
-    spec = load_spec(path)
+    spec = load_spec(path, overrides)
     setup = prepare(spec, device=device)
     manual_seed(training_seed(spec.seed))
     x, y = bench_batch(setup, batch_size)

@@ -29,7 +29,8 @@ class SmokeOptions:
     ``overfit_batch`` samples to ``overfit_factor`` × its start; ``eval_batches``: batches
     of the evaluation split scored by the eval check; ``timeout``: seconds per spec (None:
     no limit); ``device``: overrides the spec's device; ``grad_samples``: coordinates per
-    variable checked against finite differences by doctor's gradcheck.
+    variable checked against finite differences by doctor's gradcheck; ``overrides``:
+    ``--set KEY=VALUE`` texts applied to each spec (as ``load_spec`` takes them).
     """
 
     steps: int = 20
@@ -40,6 +41,7 @@ class SmokeOptions:
     timeout: float | None = None
     device: str | None = None
     grad_samples: int = 32
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass

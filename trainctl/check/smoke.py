@@ -38,7 +38,7 @@ from trainctl.errors import DataError
 def _validate(ctx: Context) -> Check:
     from trainctl.spec import load_spec
 
-    ctx.spec = load_spec(ctx.path)
+    ctx.spec = load_spec(ctx.path, ctx.options.overrides)
     return Check("", PASS, f"spec {ctx.spec.name!r} is valid")
 
 

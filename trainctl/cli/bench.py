@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from trainctl.cli.common import out, user_errors
+from trainctl.cli.common import SetOption, out, user_errors
 
 
 def bench_command(
@@ -28,13 +26,14 @@ def bench_command(
                                        "model in plain PyTorch, alternately, and print the "
                                        "ratio ours / torch."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    sets: SetOption = [],
 ) -> None:
     """Time a spec's model like `caffe time`: per layer forward and backward (mean ± std over
     the timed iterations), the whole training step, samples/s and peak memory."""
     with user_errors():
         from trainctl.spec import load_spec
 
-        load_spec(spec)  # spec errors first, before torch loads
+        load_spec(spec, sets)  # spec errors first, before torch loads
         import torch
 
         from trainctl.check.bench import bench_spec
@@ -44,7 +43,8 @@ def bench_command(
             torch.set_num_threads(threads)
         try:
             report = bench_spec(spec, iterations=iterations, warmup=warmup, device=device,
-                                batch_size=batch_size, compare_torch=compare_torch)
+                                batch_size=batch_size, compare_torch=compare_torch,
+                                overrides=sets)
         finally:
             torch.set_num_threads(before)
         if as_json:
@@ -53,6 +53,8 @@ def bench_command(
             table, lines = render(report)
             out.print(lines[0], markup=False)
             # a table for logs: at least 120 columns wide rather than folded
+            from rich.console import Console
+
             Console(file=out.file, width=max(out.width, 120), highlight=False).print(table)
             for line in lines[1:]:
                 out.print(line, markup=False)
@@ -71,8 +73,10 @@ def _ratio(t: dict, key: str) -> str:
             f"[{q1:.2f}–{q3:.2f}] per iteration")
 
 
-def render(report) -> tuple[Table, list[str]]:
+def render(report) -> tuple["Table", list[str]]:  # noqa: F821 (rich, imported here)
     """The report as a table (a row per layer and the loss, times in ms) and summary lines."""
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("layer", no_wrap=True)
     table.add_column("type", no_wrap=True)

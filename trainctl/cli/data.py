@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from trainctl.cli.common import out, user_errors
+from trainctl.cli.common import SetOption, out, user_errors
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and benchmark a spec's input pipeline.")
 
@@ -22,11 +22,11 @@ class Split(str, Enum):
     test = "test"
 
 
-def _splits(spec: Path, seed: int | None):
+def _splits(spec: Path, seed: int | None, sets: list[str]):
     from trainctl.data import plan_data
-    from trainctl.spec import load_spec
+    from trainctl.spec import flag_overrides, load_spec
 
-    s = load_spec(spec).with_overrides(seed=seed)
+    s = load_spec(spec, [*sets, *flag_overrides(seed=seed)])
     return plan_data(s.data, s.doc).load(s.seed, s.train.eval_batch_size)
 
 
@@ -54,10 +54,11 @@ def inspect_command(
     images: int = typer.Option(64, "--images", min=1, help="Images in the -o grid."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    sets: SetOption = [],
 ) -> None:
     """Element spec, samples and batches per split, class balance and a few examples."""
     with user_errors():
-        splits = _splits(spec, seed)
+        splits = _splits(spec, seed, sets)
         from trainctl.data.report import first_samples, image_grid, inspect_splits
 
         info = inspect_splits(splits, examples)
@@ -107,11 +108,12 @@ def bench_command(
                                   help="At most this long per stage (one epoch if shorter)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    sets: SetOption = [],
 ) -> None:
     """Elements per second of every stage of a split's pipeline, each timed from the
     source up to it (so a stage's cost is the drop from the line above)."""
     with user_errors():
-        splits = _splits(spec, seed)
+        splits = _splits(spec, seed, sets)
         from trainctl.data.report import bench_stages
 
         rates = bench_stages(getattr(splits, split.value), seconds)

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from trainctl.cli.common import out, user_errors
+from trainctl.cli.common import SetOption, out, user_errors
 
 MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -26,6 +25,7 @@ def doctor_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
                                          "(default: the spec's device)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    sets: SetOption = [],
 ) -> None:
     """Is the model wired right? Each check says what it tests, what it found, and what a
     failure usually means. Exit code 1 if a check fails (warnings do not)."""
@@ -44,7 +44,8 @@ def doctor_command(
             resolve_device(device)
         report = doctor_spec(path, SmokeOptions(steps=steps, device=device,
                                                 grad_samples=grad_samples,
-                                                overfit_steps=overfit_steps))
+                                                overfit_steps=overfit_steps,
+                                                overrides=tuple(sets)))
         if as_json:
             typer.echo(json.dumps(report.to_dict()))
         else:
@@ -68,7 +69,9 @@ def _print(report) -> None:
     out.print(f"\n{report.summary()} ({report.seconds:.1f} s)", markup=False)
 
 
-def _rows_table(rows: list[dict]) -> Table:
+def _rows_table(rows: list[dict]) -> "Table":  # noqa: F821 (rich, imported here)
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
     table.add_column("     layer")
     table.add_column("tensor", no_wrap=True)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, out, user_errors
 
 
 class Split(str, Enum):
@@ -26,7 +25,7 @@ def evaluate_command(
     split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
 ) -> None:
     """Evaluate a checkpoint on a split of the spec's data (same seeded split as training)."""
     from trainctl.errors import CheckpointError

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, out, user_errors
 
 
 def graph_command(
     spec: Path = typer.Argument(..., help="The YAML spec."),
     output: Path = typer.Option(..., "-o", "--output", help="The picture to write: .svg or "
                                 ".png (need Graphviz), .dot (Graphviz text) or .mmd (Mermaid)."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
 ) -> None:
     """Draw the model's graph: inputs, nodes (name, type), the output, shapes on the edges."""
     with user_errors():

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from trainctl.cli.common import err, out, user_errors
+from trainctl.cli.common import SetOption, err, out, user_errors
 
 MARK = {"pass": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -26,6 +25,7 @@ def smoke_command(
                                          "(default: each spec's device)."),
     overfit_steps: int = typer.Option(200, "--overfit-steps", min=1, help="Most steps the "
                                       "overfit check may take to halve one batch's loss."),
+    sets: SetOption = [],
 ) -> None:
     """Check that each spec validates, builds, gets gradients everywhere, trains, overfits one
     batch, round-trips a checkpoint and evaluates. Exit code 1 if any spec fails."""
@@ -39,7 +39,7 @@ def smoke_command(
 
             resolve_device(device)  # an unknown device is a command-line error, not N failures
         options = SmokeOptions(steps=steps, timeout=timeout, device=device,
-                               overfit_steps=overfit_steps)
+                               overfit_steps=overfit_steps, overrides=tuple(sets))
         reports = []
         for f in files:
             report = smoke_spec(f, options)
@@ -61,6 +61,8 @@ def smoke_command(
 
 
 def _print_table(reports) -> None:
+    from rich.table import Table
+
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("spec", overflow="fold")
     table.add_column("result")

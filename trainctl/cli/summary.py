@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from trainctl.cli.common import err, out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, err, out, user_errors
 
 
 def summary_command(
     spec: Path = typer.Argument(..., help="The YAML spec."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
                                          "(default: the spec's device)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size of "
@@ -41,6 +39,8 @@ def summary_command(
         opt_cfg = doc.validate(opt_cls.Config, ("optimizer",), exclude=exclude)
         slots = len(opt_cls.slot_names(opt_cfg)) + int(bool(getattr(opt_cfg, "use_ema", False)))
         result = summarize(model, plan, batch_size or spec_batch_size(s), slots)
+    from rich.table import Table
+
     table = Table(title=f"model {s.name!r}", title_justify="left")
     for col, just in (("node", "left"), ("type", "left"), ("output shape", "left"),
                       ("params", "right"), ("inputs", "left")):

@@ -8,8 +8,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import err, is_tty, out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, err, is_tty, out, user_errors
 
 
 class LogFormat(str, Enum):
@@ -25,7 +24,7 @@ def train(
                                          "(default: the spec's device)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR|auto",
                                          help="Continue a run from its newest valid checkpoint; "
                                          "'auto': the --run-dir, else the latest run of this "

@@ -11,24 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 import typer
 
-from trainctl.cli.common import err, out
-
-SET_HELP = ("Override a spec value, e.g. --set optimizer.learning_rate=3e-4 or "
-            "--set model.layers[0].units=64 (repeatable; the value is YAML).")
+from trainctl.cli.common import SetOption, print_line
 
 
 def validate_command(
     specs: list[Path] = typer.Argument(..., help="The YAML specs to check."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
 ) -> None:
     """Check specs (schema, names, options, shapes, data) without training or torch."""
     failed = False
     for path in specs:
         errors = check_spec_file(path, sets)
         for error in errors:
-            err.print(f"error: {error}", markup=False)
+            print_line(f"error: {error}", error=True)  # plain lines: rich is not imported
         if not errors:
-            out.print(f"OK  {path}", markup=False)
+            print_line(f"OK  {path}")
         failed = failed or bool(errors)
     if failed:
         raise typer.Exit(2)
@@ -62,21 +59,15 @@ def check_spec_file(path: str | Path, overrides: list[str]) -> list[Exception]:
 
 
 def _data_facts(spec, doc, errors: list, others: list):
-    """Plan and read the data section (torch-free) for its sample shape and classes."""
-    from trainctl.data import plan_data  # scikit-learn and numpy: only for a valid top level
+    """Plan the data section and describe it (torch-free, cheap: see DataPlan.describe)
+    for its sample shape and classes."""
+    from trainctl.data.pipeline import plan_data  # numpy: only for a valid top level
     from trainctl.errors import SpecErrors, TrainctlError
-    from trainctl.spec.kinds.check import DataFacts
 
     try:
-        plan = plan_data(spec.data, doc)
-        splits = plan.load(spec.seed, spec.train.eval_batch_size)
+        return plan_data(spec.data, doc).describe(spec.seed)
     except SpecErrors as exc:
         errors.extend(exc.errors)
-        return None
     except TrainctlError as exc:  # the data cannot be read
         others.append(exc)
-        return None
-    from trainctl.data.facts import label_shape
-
-    return DataFacts(tuple(splits.input_shape), splits.num_classes, splits.source_name,
-                     label_shape(splits.train))
+    return None

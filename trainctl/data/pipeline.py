@@ -25,14 +25,16 @@ import numpy as np
 
 from trainctl.data.dataset import Dataset
 from trainctl.data.file_sources import FileSource
+from trainctl.data.facts import label_shape
 from trainctl.data.preprocess import feature_preprocessing
-from trainctl.data.sources import SourceData, sources
+from trainctl.data.sources import SourceData, describe_source, sources
 from trainctl.data.spec_select import ElementStep
 from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
 from trainctl.data.splits import Splits, _split_indices, _split_sizes, build_splits
 from trainctl.data.transforms import transforms
 from trainctl.errors import DataError, SpecErrors, UnknownNameError
 from trainctl.spec import SpecDoc
+from trainctl.spec.kinds.check import DataFacts
 from trainctl.spec.schema import SECTIONS, V0_PIPELINE, DataConfig
 
 
@@ -189,6 +191,15 @@ def _check_fitted(check: _Check, sections: dict[str, Section]) -> None:
                               f"a matching {name} step to data.train.steps")
 
 
+def _pair_spec(train: Dataset) -> tuple:
+    """The element spec of the train pipeline, which must give (features, label) pairs."""
+    spec = train.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2) or isinstance(spec[0], (tuple, dict)):
+        raise DataError(f"data.train: the pipeline must give (features, label) batches, "
+                        f"its elements are {spec}")
+    return spec
+
+
 class DataPlan:
     """A validated data section; :meth:`load` reads the data and builds the pipelines."""
 
@@ -217,31 +228,53 @@ class DataPlan:
         parts = self._parts(seed)
         num_classes = parts["train"][2]
         ctx = Context(seed, self.base_dir, num_classes=num_classes, class_names=self.class_names)
-        built = {}
-        for name in SECTIONS:
-            x, y, _ = parts[name]
-            ds = Dataset.from_tensor_slices((x, y))
-            steps = self._steps_of(name)
-            ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
-            for part in steps:
-                ctx.path = part.path
-                inner = part.transform or part.nested
-                ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
-                    else part.cls.build(ds, part.config, ctx)
-                ctx.batched = ctx.batched or part.cls.batching
-            if name != "train" and not any(p.cls.batching for p in steps):
-                ds = ds.batch(eval_batch_size)
-            built[name] = ds
-        spec = built["train"].element_spec
-        if not (isinstance(spec, tuple) and len(spec) == 2) or isinstance(spec[0], (tuple, dict)):
-            raise DataError(f"data.train: the pipeline must give (features, label) batches, "
-                            f"its elements are {spec}")
+        built = {name: self._pipeline(name, *parts[name][:2], ctx, eval_batch_size)
+                 for name in SECTIONS}
+        spec = _pair_spec(built["train"])
         return Splits(train=built["train"], validation=built["validation"], test=built["test"],
                       input_shape=tuple(int(s) for s in spec[0].shape[1:] if s is not None),
                       num_classes=num_classes, stats=None, source_name=self.source_name,
                       class_names=self.class_names,
                       sizes={name: len(parts[name][1]) for name in SECTIONS},
                       preprocessing=feature_preprocessing(self._steps_of("test"), ctx.fitted))
+
+    def describe(self, seed: int) -> DataFacts:
+        """What ``trainctl validate`` checks the model against: one training element's
+        feature and label shapes and the number of classes, from each source's cheap
+        ``describe`` (:func:`describe_source`) and the train pipeline run over it, without
+        splitting or reading whole data sets where a source can say what it holds
+        (scikit-learn is not imported). DataError as :meth:`load` for unreadable data."""
+        d = self.data
+        if not self.sections:
+            data = describe_source(self.source.cls, self.source.config, seed, self.base_dir)
+            _split_sizes(len(data), d.split.validation, d.split.test)
+            return DataFacts(tuple(int(n) for n in data.x.shape[1:]), data.num_classes,
+                             self.source_name, tuple(int(n) for n in data.y.shape[1:]))
+        part = self.sections["train"].source or self.source
+        data = describe_source(part.cls, part.config, seed, self.base_dir)
+        ctx = Context(seed, self.base_dir, num_classes=data.num_classes,
+                      class_names=data.class_names)
+        train = self._pipeline("train", data.x, data.y, ctx, 1)
+        spec = _pair_spec(train)
+        return DataFacts(tuple(int(s) for s in spec[0].shape[1:] if s is not None),
+                         data.num_classes, self.source_name, label_shape(train))
+
+    def _pipeline(self, name: str, x: np.ndarray, y: np.ndarray, ctx: Context,
+                  eval_batch_size: int) -> Dataset:
+        """The section ``name``'s steps over ``(x, y)`` slices; an evaluation section
+        without a batching step is batched by ``eval_batch_size``."""
+        ds = Dataset.from_tensor_slices((x, y))
+        steps = self._steps_of(name)
+        ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
+        for part in steps:
+            ctx.path = part.path
+            inner = part.transform or part.nested
+            ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
+                else part.cls.build(ds, part.config, ctx)
+            ctx.batched = ctx.batched or part.cls.batching
+        if name != "train" and not any(p.cls.batching for p in steps):
+            ds = ds.batch(eval_batch_size)
+        return ds
 
     def _steps_of(self, name: str) -> list[Part]:
         if name in self.sections:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
-from sklearn import datasets as skdatasets
 
 from trainctl import spec
 from trainctl.errors import DataError
@@ -220,24 +219,49 @@ class Spirals:
 
 
 class Bundled:
-    """A data set bundled with scikit-learn (``loader`` is a ``sklearn.datasets.load_*``)."""
+    """A data set bundled with scikit-learn (``loader`` names a ``sklearn.datasets.load_*``,
+    imported only when the data are loaded: scikit-learn takes about a second to import)."""
 
-    loader: Callable[[], Any]
+    loader: str
     description: str
-    classification = True
+    shape: tuple[int, int]                # (samples, features), for describe
+    classes: tuple[str, ...] | None       # class names, None for regression
 
     @classmethod
     def load(cls, config: spec.Config, seed: int, base_dir: Any = None) -> SourceData:
         """Load the whole set; ``seed`` and ``base_dir`` are unused (the data are fixed)."""
-        bunch = cls.loader()
+        from sklearn import datasets
+
+        bunch = getattr(datasets, cls.loader)()
         names = getattr(bunch, "feature_names", None)
-        if cls.classification:
+        if cls.classes is not None:
             classes = [str(c) for c in bunch.target_names]
             return SourceData(bunch.data, bunch.target, num_classes=len(classes),
                               feature_names=names, class_names=tuple(classes),
                               description=cls.description)
         return SourceData(bunch.data, bunch.target, num_classes=None,
                           feature_names=names, description=cls.description)
+
+    @classmethod
+    def describe(cls, config: spec.Config, seed: int, base_dir: Any = None) -> SourceData:
+        """The set's shape, dtypes and classes without scikit-learn: zeros of its real
+        shape (``shape``, float32), labels cycling through its ``classes`` (regression:
+        zeros); a test checks these constants against :meth:`load`."""
+        n = cls.shape[0]
+        if cls.classes is None:
+            return SourceData(np.zeros(cls.shape, np.float32), np.zeros(n, np.float32),
+                              num_classes=None, description=cls.description)
+        return SourceData(np.zeros(cls.shape, np.float32), np.arange(n) % len(cls.classes),
+                          num_classes=len(cls.classes), class_names=cls.classes,
+                          description=cls.description)
+
+
+def describe_source(source: type, config: spec.Config, seed: int,
+                    base_dir: str | os.PathLike | None = None) -> SourceData:
+    """Data with the shapes, dtypes and classes ``source`` would load, as cheaply as it can
+    give them: its ``describe`` classmethod where it has one (known constants, file
+    headers), else its ``load``. For ``trainctl validate``, which must answer fast."""
+    return getattr(source, "describe", source.load)(config, seed, base_dir)
 
 
 @sources.register("digits")
@@ -247,7 +271,8 @@ class Digits(Bundled):
     class Config(spec.Config):
         """No options."""
 
-    loader = staticmethod(skdatasets.load_digits)
+    shape, classes = (1797, 64), tuple(str(c) for c in range(10))
+    loader = "load_digits"
     description = ("scikit-learn load_digits: UCI Optical Recognition of Handwritten Digits "
                    "(test set, 1797 8x8 images, pixels 0..16)")
 
@@ -259,7 +284,8 @@ class Iris(Bundled):
     class Config(spec.Config):
         """No options."""
 
-    loader = staticmethod(skdatasets.load_iris)
+    shape, classes = (150, 4), ("setosa", "versicolor", "virginica")
+    loader = "load_iris"
     description = "scikit-learn load_iris: Fisher (1936) iris, 150 samples, 4 features, 3 species"
 
 
@@ -270,7 +296,8 @@ class Wine(Bundled):
     class Config(spec.Config):
         """No options."""
 
-    loader = staticmethod(skdatasets.load_wine)
+    shape, classes = (178, 13), ("class_0", "class_1", "class_2")
+    loader = "load_wine"
     description = "scikit-learn load_wine: UCI Wine recognition, 178 samples, 13 features, 3 classes"
 
 
@@ -281,7 +308,8 @@ class BreastCancer(Bundled):
     class Config(spec.Config):
         """No options."""
 
-    loader = staticmethod(skdatasets.load_breast_cancer)
+    shape, classes = (569, 30), ("malignant", "benign")
+    loader = "load_breast_cancer"
     description = ("scikit-learn load_breast_cancer: UCI Breast Cancer Wisconsin (Diagnostic), "
                    "569 samples, 30 features, 2 classes")
 
@@ -293,6 +321,6 @@ class Diabetes(Bundled):
     class Config(spec.Config):
         """No options."""
 
-    loader = staticmethod(skdatasets.load_diabetes)
+    shape, classes = (442, 10), None
+    loader = "load_diabetes"
     description = "scikit-learn load_diabetes: Efron et al. (2004), 442 samples, 10 features, regression"
-    classification = False

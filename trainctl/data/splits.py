@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from trainctl.data.dataset import Dataset, check_int
 from trainctl.data.preprocess import Preprocessing
@@ -133,6 +132,8 @@ def _split_sizes(n: int, validation: float, test: float) -> dict[str, int]:
 def _split_indices(n: int, sizes: dict[str, int], labels: np.ndarray | None,
                    seed: int) -> dict[str, np.ndarray]:
     """Disjoint sorted index arrays covering range(n), stratified by ``labels`` if given."""
+    from sklearn.model_selection import train_test_split  # about a second: only when splitting
+
     rest = np.arange(n)
     out: dict[str, np.ndarray] = {}
     for name in ("test", "validation"):

@@ -28,7 +28,7 @@ class Config(BaseModel):
     them as strings), so ``nesterov: no`` gives False.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schemas built on first use: fast imports
 
     @field_validator("*", mode="before")
     @classmethod
