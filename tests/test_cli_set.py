@@ -20,6 +20,7 @@ IRIS = str(ROOT / "specs" / "iris_mlp.yaml")
 COMMANDS = {
     "train": (["train"], ["--run-dir", "{tmp}/run"], 2),
     "eval": (["eval"], ["--checkpoint", "{tmp}/none"], 2),
+    "export": (["export"], ["--checkpoint", "{tmp}/none", "-o", "{tmp}/m.onnx"], 2),
     "validate": (["validate"], [], 2),
     "summary": (["summary"], [], 2),
     "graph": (["graph"], ["-o", "{tmp}/m.dot"], 2),
@@ -59,7 +60,7 @@ def test_set_is_applied_and_checked_by_every_command(command, tmp_path):
     # the value reached the spec (the file's name is valid) and the key was checked
     assert "--set name='': must not be empty" in text
     assert "--set model.nosuch=1: unknown field" in text
-    assert not (tmp_path / "run").exists() and not (tmp_path / "m.dot").exists()
+    assert sorted(tmp_path.iterdir()) == []  # no run, picture or export left behind
 
 
 def test_validate_summary_and_data_inspect_use_the_overridden_values(tmp_path):

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, out, user_errors
 
 
 class Format(str, Enum):
@@ -32,7 +31,7 @@ def export_command(
                                             "checkpoint's feature preprocessing (standardize, "
                                             "normalize, cast) in the graph, which then takes "
                                             "raw features."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
 ) -> None:
     """Export a trained model: ONNX (named inputs and outputs, batch axis dynamic) or
     safetensors weights with a JSON graph description."""
