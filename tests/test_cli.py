@@ -278,8 +278,9 @@ def test_eval_validation_matches_the_last_epoch(work, iris_run):
 def test_eval_plain_output(work, iris_run):
     result = invoke("eval", work / "iris.yaml", "--checkpoint", iris_run)
     assert result.exit_code == 0, result.output
-    assert re.fullmatch(r"test \(30 samples\): loss \d+\.\d{4}  accuracy \d\.\d{4}\n",
-                        result.stdout), result.stdout
+    first, rest = result.stdout.split("\n", 1)
+    assert re.fullmatch(r"test \(30 samples\): loss \d+\.\d{4}  accuracy \d\.\d{4}", first), first
+    assert "per class" in rest and "confusion matrix" in rest  # then the classifier's tables
 
 
 def eval_fails(*args) -> str:

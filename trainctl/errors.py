@@ -96,5 +96,9 @@ class CheckpointError(TrainctlError):
     """A checkpoint is missing, corrupt or does not fit the model."""
 
 
+class OutputError(TrainctlError):
+    """An output file (predictions, a plot) cannot be written; nothing is left behind."""
+
+
 class DeviceError(TrainctlError):
     """A device was asked for that is not available; the message lists what is."""

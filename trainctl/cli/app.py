@@ -12,6 +12,7 @@ from trainctl.cli.eval import evaluate_command
 from trainctl.cli.export import export_command
 from trainctl.cli.graph import graph_command
 from trainctl.cli.plot import plot_command
+from trainctl.cli.predict import predict_command
 from trainctl.cli.runs import runs_app
 from trainctl.cli.smoke import smoke_command
 from trainctl.cli.summary import summary_command
@@ -24,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.command("train")(train)
 app.command("eval")(evaluate_command)
 app.command("export")(export_command)
+app.command("predict")(predict_command)
 app.command("smoke")(smoke_command)
 app.command("doctor")(doctor_command)
 app.command("bench")(bench_command)

@@ -60,6 +60,14 @@ class Trained:
     state: dict[str, Any]
     setup: Setup | None = None
 
+    @property
+    def training_source(self) -> dict[str, Any] | None:
+        """The spec's source entry the model was trained on (``data.source``, else
+        ``data.train.source``), a mapping with ``type``; None if there is none."""
+        d = self.spec.data
+        source = d.source if d.source is not None else (d.train.source if d.train is not None else None)
+        return dict(source) if isinstance(source, dict) else None
+
     def predict(self, x: Any) -> torch.Tensor:
         """Model outputs (float32 [N, ...], on the CPU, evaluation mode, no tape) for raw
         features ``x`` [N, ...]: preprocessing applied first."""
@@ -94,6 +102,13 @@ def resolve_checkpoint(path: str | os.PathLike, latest: bool = False) -> Path:
     it has), or ``latest`` is given with something that is not a run directory.
     """
     path = Path(path)
+    try:
+        return _resolve_checkpoint(path, latest)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _resolve_checkpoint(path: Path, latest: bool) -> Path:
     ckpts = path / "checkpoints"
     if not ckpts.is_dir():
         if latest:
