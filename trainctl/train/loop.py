@@ -35,6 +35,25 @@ def to_tensors(batch, device: torch.device) -> tuple[Tensor, Tensor]:
     return Tensor(tx), Tensor(ty)
 
 
+#: batches made and copied to the device ahead of the step that trains on them
+PREFETCH_BATCHES = 2
+
+
+def device_batches(ds: Dataset, device: torch.device, epoch: int = 0,
+                   position: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """The (features, labels) batches of epoch ``epoch`` of ``ds`` from batch ``position``
+    on, as Tensors on ``device``, made by a background thread ``PREFETCH_BATCHES`` ahead
+    (``Dataset.prefetch_to_device``: pinned memory and non-blocking copies on CUDA, the
+    arrays' own memory on the CPU). The same batches as ``ds.iterate(epoch, position)``;
+    closing this generator stops the thread."""
+    batches = ds.prefetch_to_device(device, PREFETCH_BATCHES).iterate(epoch, position)
+    try:
+        for x, y in batches:
+            yield Tensor(x), Tensor(y)
+    finally:
+        batches.close()
+
+
 class Trainer(Control):
     """Runs ``setup`` for ``spec.train.epochs`` epochs or ``spec.train.steps`` steps, with
     the spec's schedule and callbacks (:class:`~trainctl.train.control.Control`).
@@ -177,10 +196,9 @@ class Trainer(Control):
             total, count, self._epoch_elapsed = train_state.restore_progress(self, self._progress)
             self._progress = None
         self._epoch_sums = (total, count)
-        batches = _Timed(ds.iterate(epoch=epoch - 1, position=self.batch))
+        batches = _Timed(device_batches(ds, s.device, epoch - 1, self.batch))
         train_start = time.perf_counter()
-        for batch, last in _with_last(batches):
-            x, y = to_tensors(batch, s.device)
+        for (x, y), last in _with_last(batches):
             self._before_step()
             per_sample, pred = self.train_step(x, y)
             self.step += 1
@@ -269,8 +287,8 @@ def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
     metrics = [m.fresh() for m in s.metrics]  # same options, empty state
     total, count = None, 0
     with no_grad(), s.optimizer.ema_weights():
-        for batch in dataset:
-            x, y = to_tensors(batch, s.device)
+        epoch, dataset.epoch = dataset.epoch, dataset.epoch + 1   # as iter(dataset) does
+        for x, y in device_batches(dataset, s.device, epoch):
             pred = s.model(x, training=False)
             batch_sum = s.loss(y, pred).data.to(torch.float64).sum()
             total = batch_sum if total is None else total + batch_sum
