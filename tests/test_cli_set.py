@@ -20,6 +20,8 @@ IRIS = str(ROOT / "specs" / "iris_mlp.yaml")
 COMMANDS = {
     "train": (["train"], ["--run-dir", "{tmp}/run"], 2),
     "eval": (["eval"], ["--checkpoint", "{tmp}/none"], 2),
+    "predict": (["predict"], ["--checkpoint", "{tmp}/none", "--input", "{tmp}/x.csv",
+                              "-o", "{tmp}/p.csv"], 2),
     "export": (["export"], ["--checkpoint", "{tmp}/none", "-o", "{tmp}/m.onnx"], 2),
     "validate": (["validate"], [], 2),
     "summary": (["summary"], [], 2),

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import err, out, user_errors
-from trainctl.cli.validate import SET_HELP
+from trainctl.cli.common import SetOption, err, out, user_errors
 
 
 def predict_command(
@@ -28,7 +27,7 @@ def predict_command(
                                 "checkpoint instead of the best."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    sets: SetOption = [],
 ) -> None:
     """Predict with a trained model: class, probabilities and top-k classes for a
     classifier, values for a regression, one row per input row or image."""
