@@ -230,11 +230,14 @@ def _seed(targets, output_gradients) -> dict:
 
 
 def run(plan: Plan, sources: Sequence["Tensor"], output_gradients=None,
-        create_graph: bool = False, release: bool = False, keep=None) -> list:
+        create_graph: bool = False, release: bool = False, keep=None, ready=None) -> list:
     """One reverse pass over ``plan``; d(targets)/d(source) per source (None if unconnected).
 
     ``release``: drop each node's inputs and attributes once its rule has run, except nodes
     whose id falls in a range of ``keep`` (other live tapes). A released plan cannot run again.
+    ``ready(i, grad)``: called during the pass as soon as the gradient of ``sources[i]`` is
+    final (the last node using that source has run), so data-parallel training can start
+    reducing it while the rest of the pass runs; sources no node uses are not reported.
     """
     from trainctl.autodiff import ops
 
@@ -249,6 +252,7 @@ def run(plan: Plan, sources: Sequence["Tensor"], output_gradients=None,
     wanted = {id(s) for s in sources}
     needed = wanted | {id(t) for t in plan.order}
     order = list(plan.order)
+    last_use = _last_uses(order, sources) if ready is not None else {}
     if release:
         plan.order = []
         keep = _kept_ranges() if keep is None else keep
@@ -261,12 +265,30 @@ def run(plan: Plan, sources: Sequence["Tensor"], output_gradients=None,
                 node = t._node
                 if g is not None:
                     _apply_rule(node, g, t, grads, needed, ops)
+                for i in last_use.pop(len(order), ()):
+                    ready(i, grads.get(id(sources[i])))
                 if release and not any(a <= node.id < b for a, b in keep):
                     node.release()
                 del t, g, node
     finally:
         untrack(sources)
     return [grads.get(id(s)) for s in sources]
+
+
+def _last_uses(order: list, sources: Sequence["Tensor"]) -> dict[int, list[int]]:
+    """Position in ``order`` of the node after whose rule each source's gradient is final
+    (the earliest node using it: the pass runs ``order`` backwards) -> source indices."""
+    index = {id(s): i for i, s in enumerate(sources)}
+    first: dict[int, int] = {}
+    for pos in range(len(order) - 1, -1, -1):
+        for inp in order[pos]._node.inputs:
+            i = index.get(id(inp))
+            if i is not None:
+                first[i] = pos
+    out: dict[int, list[int]] = {}
+    for i, pos in first.items():
+        out.setdefault(pos, []).append(i)
+    return out
 
 
 def _apply_rule(node: Node, g: "Tensor", out: "Tensor", grads: dict, needed: set, ops) -> None:

@@ -119,12 +119,14 @@ class GradientTape:
 
     # ---- gradients ----------------------------------------------------------------------
     def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
-                 unconnected_gradients: str = "none") -> Any:
+                 unconnected_gradients: str = "none", ready: Any = None) -> Any:
         """d(target)/d(sources), structured like ``sources``.
 
         ``target``: a Tensor or a list of Tensors (gradients of their sum). A non-scalar
         target is summed unless ``output_gradients`` (same shape(s) as the target(s)) gives
-        the cotangent: the result is then the vector-Jacobian product.
+        the cotangent: the result is then the vector-Jacobian product. ``ready(i, grad)``
+        (optional) is called during the pass as soon as the gradient of the i-th flattened
+        source is final (trainctl.train.distributed starts its all-reduce there).
         Raises RuntimeError when called twice on a non-persistent tape or before the tape
         was entered; ValueError for an unknown ``unconnected_gradients``; DTypeError for an
         integer or bool target or source (``gradient: cannot differentiate with respect to
@@ -140,7 +142,7 @@ class GradientTape:
         keys, flat = _flatten(sources, "gradient source")
         plan = self._plan(targets)
         grads = engine.run(plan, flat, output_gradients, self._create_graph(),
-                           release=not self.persistent)
+                           release=not self.persistent, ready=ready)
         self._finish(targets)
         if unconnected_gradients == "zero":
             from trainctl.autodiff import ops

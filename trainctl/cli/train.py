@@ -44,6 +44,9 @@ def train(
                                          "bars on a terminal, plain lines elsewhere; json: one "
                                          "JSON object per line (start, each step and epoch "
                                          "record, test, end) for scripts."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Data-parallel training "
+                                        "on N local processes (the spec's distribute: "
+                                        "section; docs/distributed.md)."),
 ) -> None:
     """Train the model a spec describes; progress on stdout, the run in a run directory."""
     from trainctl.errors import TrainctlError
@@ -51,6 +54,23 @@ def train(
 
     with user_errors():
         s = load_spec(spec, [*sets, *flag_overrides(seed=seed, epochs=epochs, device=device)])
+        from trainctl.spec.distribute import World  # data-parallel: --nproc, torchrun
+
+        world = World.from_env()
+        if nproc is not None and nproc > 1:
+            if world is not None:
+                raise TrainctlError("--nproc starts the processes itself; under torchrun "
+                                    "(WORLD_SIZE is set) leave it out")
+            from trainctl.cli.launch import launch
+
+            raise typer.Exit(launch(nproc, _child_args(
+                spec, run_dir, device, seed, epochs, sets, resume, apply_optimizer_changes,
+                init_from, init_filter, quiet, log_format.value)))
+        if world is not None and world.size > 1:
+            from trainctl.cli.train_parallel import train_replica
+
+            return train_replica(world, spec, s, run_dir, resume, apply_optimizer_changes,
+                                 init_from, init_filter, quiet, log_format.value)
         # torch and the data libraries load only once the spec itself is valid, so a
         # typo in it is reported at once
         from trainctl.io import RunDir, default_run_dir
@@ -138,6 +158,26 @@ def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool
                 raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path)) from None
             raise
     _finish(trainer, spec_file, path, view, started)
+
+
+def _child_args(spec, run_dir, device, seed, epochs, sets, resume, apply_optimizer_changes,
+                init_from, init_filter, quiet, log_format) -> list[str]:
+    """The ``trainctl train`` arguments of each process ``--nproc`` starts (its own
+    options, ``--nproc`` left out)."""
+    args = [str(spec)]
+    for flag, value in (("--run-dir", run_dir), ("--device", device), ("--seed", seed),
+                        ("--epochs", epochs), ("--resume", resume), ("--init-from", init_from)):
+        if value is not None:
+            args += [flag, str(value)]
+    for value in sets:
+        args += ["--set", value]
+    for value in init_filter:
+        args += ["--init-filter", value]
+    if apply_optimizer_changes:
+        args.append("--apply-optimizer-changes")
+    if quiet:
+        args.append("--quiet")
+    return args + ["--log-format", log_format]
 
 
 def _status_of(exc: BaseException) -> str:

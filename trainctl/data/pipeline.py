@@ -30,7 +30,8 @@ from trainctl.data.preprocess import feature_preprocessing
 from trainctl.data.sources import SourceData, describe_source, sources
 from trainctl.data.spec_select import ElementStep
 from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
-from trainctl.data.splits import Splits, _split_indices, _split_sizes, build_splits
+from trainctl.data.splits import (Splits, _split_indices, _split_sizes, build_splits,
+                                   replica_shard)
 from trainctl.data.transforms import transforms
 from trainctl.errors import DataError, SpecErrors, UnknownNameError
 from trainctl.spec import SpecDoc
@@ -216,19 +217,25 @@ class DataPlan:
     def _load(self, part: Part, seed: int) -> SourceData:
         return part.cls.load(part.config, seed, self.base_dir)
 
-    def load(self, seed: int, eval_batch_size: int = 256) -> Splits:
-        """Read the sources and build the three splits (DataError for bad data)."""
+    def load(self, seed: int, eval_batch_size: int = 256,
+             shard: tuple[int, int] | None = None) -> Splits:
+        """Read the sources and build the three splits (DataError for bad data).
+
+        ``shard`` ``(num_shards, index)``: the train split is this replica's part of each
+        epoch (:func:`~trainctl.data.splits.replica_shard`, just before the first batching
+        step), for data-parallel training."""
         d = self.data
         if not self.sections:
             return build_splits(self._load(self.source, seed), validation=d.split.validation,
                                 test=d.split.test, seed=seed, batch_size=d.batch_size,
                                 shuffle=d.shuffle, drop_remainder=d.drop_remainder,
                                 standardize=d.standardize, eval_batch_size=eval_batch_size,
-                                source_name=self.source_name)
+                                source_name=self.source_name, shard=shard)
         parts = self._parts(seed)
         num_classes = parts["train"][2]
         ctx = Context(seed, self.base_dir, num_classes=num_classes, class_names=self.class_names)
-        built = {name: self._pipeline(name, *parts[name][:2], ctx, eval_batch_size)
+        built = {name: self._pipeline(name, *parts[name][:2], ctx, eval_batch_size,
+                                     shard if name == "train" else None)
                  for name in SECTIONS}
         spec = _pair_spec(built["train"])
         return Splits(train=built["train"], validation=built["validation"], test=built["test"],
@@ -260,14 +267,17 @@ class DataPlan:
                          data.num_classes, self.source_name, label_shape(train))
 
     def _pipeline(self, name: str, x: np.ndarray, y: np.ndarray, ctx: Context,
-                  eval_batch_size: int) -> Dataset:
+                  eval_batch_size: int, shard: tuple[int, int] | None = None) -> Dataset:
         """The section ``name``'s steps over ``(x, y)`` slices; an evaluation section
-        without a batching step is batched by ``eval_batch_size``."""
+        without a batching step is batched by ``eval_batch_size``; ``shard``: the replica's
+        part of the elements, taken just before the first batching step."""
         ds = Dataset.from_tensor_slices((x, y))
         steps = self._steps_of(name)
         ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
         for part in steps:
             ctx.path = part.path
+            if shard is not None and part.cls.batching and not ctx.batched:
+                ds = replica_shard(ds, *shard)
             inner = part.transform or part.nested
             ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
                 else part.cls.build(ds, part.config, ctx)

@@ -67,7 +67,7 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
                  seed: int = 0, batch_size: int = 32, shuffle: bool = True,
                  drop_remainder: bool = False, standardize: bool = False,
                  eval_batch_size: int = 256, stratify: bool = True,
-                 source_name: str = "") -> Splits:
+                 source_name: str = "", shard: tuple[int, int] | None = None) -> Splits:
     """Split ``source_data`` into seeded train/validation/test Datasets.
 
     A split with fraction f > 0 gets ``max(1, round(f * N))`` samples, f = 0 an empty
@@ -75,7 +75,8 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
     (unless ``stratify`` is false). The train dataset is shuffled each epoch from
     ``seed`` (when ``shuffle``) and batched by ``batch_size`` with ``drop_remainder``;
     validation and test keep the source order and are batched by ``eval_batch_size``,
-    never dropping. With ``standardize``, features are scaled by the train split's
+    never dropping. ``shard`` ``(num_shards, index)``: the train dataset is this replica's
+    part of each (shuffled) epoch, :func:`replica_shard`, before batching. With ``standardize``, features are scaled by the train split's
     per-feature mean and std (:class:`Stats`), the same for all three splits.
 
     Raises DataError when a fraction is outside [0, 1), the fractions leave no training
@@ -99,6 +100,8 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
     train = Dataset.from_tensor_slices(parts["train"])
     if shuffle:
         train = train.shuffle(sizes["train"], seed=seed)
+    if shard is not None:
+        train = replica_shard(train, *shard)
     return Splits(
         train=train.batch(batch_size, drop_remainder=drop_remainder),
         validation=Dataset.from_tensor_slices(parts["validation"]).batch(eval_batch_size),
@@ -111,6 +114,26 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
         class_names=source_data.class_names,
         preprocessing=Preprocessing.standardized(stats.mean, stats.std) if stats else Preprocessing(),
     )
+
+
+def replica_shard(ds: Dataset, num_shards: int, index: int) -> Dataset:
+    """Replica ``index``'s part of each epoch of ``ds`` for data-parallel training.
+
+    Every replica iterates the same (seeded) order and keeps elements ``index, index +
+    num_shards, ...``; a finite epoch is first cut to a multiple of ``num_shards`` (the
+    last ``len % num_shards`` elements of the epoch's order are skipped, as
+    torch's DistributedSampler with drop_last), so every replica gets as many elements,
+    hence as many batches of the same sizes, and the replicas together cover the rest.
+    Raises DataError for a bad ``num_shards``/``index`` and when the epoch has fewer
+    elements than replicas.
+    """
+    n = ds.cardinality()
+    if n >= 0:
+        if n < num_shards:
+            raise DataError(f"shard: {n} training elements cannot be shared by {num_shards} "
+                            f"replicas")
+        ds = ds.take(n - n % num_shards)
+    return ds.shard(num_shards, index)
 
 
 def _split_sizes(n: int, validation: float, test: float) -> dict[str, int]:

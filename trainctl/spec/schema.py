@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from trainctl.errors import SpecErrors
 from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
+from trainctl.spec.distribute import DistributeConfig
 from trainctl.spec.doc import SpecDoc, load_doc
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
@@ -185,6 +186,7 @@ class Spec(Config):
     optimizer: NamedSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distribute: Optional[DistributeConfig] = None
     schedule: Optional[NamedSection] = None
     callbacks: list[NamedSection] = Field(default_factory=list)
 

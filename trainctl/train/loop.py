@@ -100,11 +100,15 @@ class Trainer(Control):
             penalty = regularization_loss(s.model.layers)  # kernel/bias regularizers
             if penalty is not None:
                 loss = loss + penalty
-        grads = tape.gradient(loss, params)
+        grads = self.gradients(tape, loss, params)
         if self.guard is not None and not self.guard.check(loss, grads, x, y):
             return per_sample.detach(), pred.detach()  # no update: the guard's policy acted
         s.optimizer.step(grads, weight=x.shape[0])  # weight: in a gradient accumulation
         return per_sample.detach(), pred.detach()
+
+    def gradients(self, tape: GradientTape, loss: Tensor, params: list) -> list:
+        """d(loss)/d(params) (data-parallel training overrides it to all-reduce them)."""
+        return tape.gradient(loss, params)
 
     # ---- loops ------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
@@ -116,7 +120,8 @@ class Trainer(Control):
         # A resumed run has its generators restored from the checkpoint instead, and a
         # trainer stopped earlier goes on from where it stopped.
         if self.step == 0 and not self.resumed:
-            manual_seed(training_seed(s.spec.seed))
+            rank = s.shard[1] if s.shard is not None else 0  # own dropout masks per replica
+            manual_seed(training_seed(s.spec.seed) + rank)
         self.callbacks.on_train_begin({"epochs": self.max_epochs, "steps": self.max_steps,
                                        "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),

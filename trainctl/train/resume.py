@@ -30,7 +30,7 @@ from trainctl.train.setup import Setup
 
 SAFE = ("name", "device", "metrics", "train.epochs", "train.steps", "train.eval_batch_size",
         "train.eval_every_n_epochs", "train.eval_every_n_steps", "train.log_every_n_steps",
-        "checkpoint", "logging", "callbacks")
+        "checkpoint", "logging", "callbacks", "distribute")
 NEEDS_FLAG = ("optimizer", "schedule")
 BREAKING = ("optimizer.type",)  # overrides NEEDS_FLAG; everything unlisted breaks too
 MISSING = "(absent)"
@@ -103,7 +103,8 @@ def plan_resume(run_dir: str | os.PathLike, setup: Setup, *,
     Raises CheckpointError when every checkpoint is corrupt, when the spec changed in a way
     that breaks the saved state (the message lists each difference), when optimizer
     hyperparameters changed without ``apply_optimizer_changes``, or when the spec now
-    trains fewer epochs than the checkpoint has done.
+    trains fewer epochs than the checkpoint has done, or when it was written by another
+    number of data-parallel processes than ``setup.world_size``.
     """
     run_dir = Path(run_dir)
     store = CheckpointStore(run_dir / "checkpoints")
@@ -115,6 +116,13 @@ def plan_resume(run_dir: str | os.PathLike, setup: Setup, *,
                 "\n".join(f"  {e.name}: {'; '.join(e.problems)}" for e in skipped))
         return ResumePlan(run_dir, None)
     weights, opt, state = load_checkpoint(entry.path, verify=False)  # verified just now
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != setup.world_size:
+        raise CheckpointError(
+            f"cannot resume {str(run_dir)!r}: its checkpoint {entry.name} was written by "
+            f"{saved_world} data-parallel process(es), this run has {setup.world_size}; "
+            f"resume with --nproc {saved_world} (each process's data shard and position "
+            f"depend on the number of processes)")
     changes = diff_specs(state.get("spec") or {}, setup.resolved) if state.get("spec") else []
     breaking = [c for c in changes if c.kind == "breaking"]
     if breaking:

@@ -44,6 +44,13 @@ class Setup:
     """The spec with every default filled in, sections included (what a run records)."""
     control: Any = None
     """The validated ``schedule`` and ``callbacks`` (a spec.kinds.control.ControlPlan)."""
+    shard: tuple[int, int] | None = None
+    """(world size, rank) of a data-parallel run (train/distributed.py), else None."""
+
+    @property
+    def world_size(self) -> int:
+        """Processes training together (1 unless data-parallel)."""
+        return self.shard[0] if self.shard is not None else 1
 
     def resolved_yaml(self) -> str:
         """:attr:`resolved` as YAML that ``load_spec`` reads back to the same spec."""
@@ -81,8 +88,11 @@ class _Collector:
             raise SpecErrors(self.errors)
 
 
-def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
-    """Build the run described by ``spec`` on ``device`` (default: the spec's ``device``).
+def prepare(spec: Spec, device: str | torch.device | None = None,
+            shard: tuple[int, int] | None = None) -> Setup:
+    """Build the run described by ``spec`` on ``device`` (default: the spec's ``device``);
+    ``shard`` ``(world size, rank)``: this replica's part of the train split, for
+    data-parallel training (trainctl.train.distributed).
 
     Seeds every generator with ``spec.seed`` first, so weights and data order are
     reproducible. Raises SpecErrors (all problems of the spec), DataError (bad data) or
@@ -125,7 +135,7 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
             check.add(("optimizer", *path), message)
     check.raise_if_any()
 
-    splits = plan.load(spec.seed, spec.train.eval_batch_size)
+    splits = plan.load(spec.seed, spec.train.eval_batch_size, shard)
     loss = loss_cls(loss_cfg)
     _check_fit(check, spec, splits, model, loss)
     check.raise_if_any()
@@ -142,7 +152,7 @@ def prepare(spec: Spec, device: str | torch.device | None = None) -> Setup:
                            {"type": p.kind.registered_name, **p.config.model_dump()}
                            for e, p in zip(spec.metrics, metric_plans)]
     resolved["optimizer"] = {"type": opt_cls.registered_name, **opt_cfg.model_dump()}
-    setup = Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved)
+    setup = Setup(spec, dev, splits, model, loss, metric_objs, optimizer, resolved, shard=shard)
     finish_control(setup, control, check)  # run-length defaults, monitors, resolved sections
     check.raise_if_any()
     return setup

@@ -158,6 +158,7 @@ def capture(trainer: "Trainer", kind: str):
         "metrics_lines": trainer.run_dir.metrics_lines if trainer.run_dir is not None else 0,
         "metrics": dict(trainer.history[-1]) if trainer.history else {},
         "seed": s.spec.seed, "spec_name": s.spec.name, "spec": s.resolved,
+        "world_size": s.world_size,  # data-parallel processes: a resume needs as many
         "spec_sha256": spec_sha256(s.resolved),
         "preprocessing": s.splits.preprocessing.to_json(),  # what predict applies to raw features
         "class_names": list(s.splits.class_names) if s.splits.class_names else None,
