@@ -155,6 +155,8 @@ class Moons:
 
     @classmethod
     def load(cls, config: "Moons.Config", seed: int, base_dir: Any = None) -> SourceData:
+        from sklearn import datasets as skdatasets  # lazily: validate never loads it
+
         x, y = skdatasets.make_moons(config.n_samples, noise=config.noise,
                                      random_state=_stream_state(seed, cls.STREAM))
         return SourceData(x, y, num_classes=2, feature_names=("x0", "x1"), class_names=("0", "1"),
@@ -177,6 +179,8 @@ class Circles:
 
     @classmethod
     def load(cls, config: "Circles.Config", seed: int, base_dir: Any = None) -> SourceData:
+        from sklearn import datasets as skdatasets  # lazily: validate never loads it
+
         x, y = skdatasets.make_circles(config.n_samples, noise=config.noise, factor=config.factor,
                                        random_state=_stream_state(seed, cls.STREAM))
         return SourceData(x, y, num_classes=2, feature_names=("x0", "x1"), class_names=("0", "1"),
