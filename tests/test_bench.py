@@ -60,8 +60,17 @@ SIGMOID = BLOBS.replace("    - {type: dense, units: 1}",
     "from_logits: true", "from_logits: false")
 
 
-@pytest.mark.parametrize("text", [GOOD, DROPOUT, SGD, BLOBS, SOFTMAX, SIGMOID],
-                         ids=["adam", "dropout", "sgd", "adamw-bce", "softmax-cce", "sigmoid-bce"])
+REGULARIZED = GOOD.replace("activation: relu}", "activation: relu, kernel_regularizer: "
+                           "{l1: 0.01, l2: 0.1}, bias_regularizer: {l2: 0.5}}").replace(
+    "learning_rate: 0.02}", "learning_rate: 0.02, global_clipnorm: 0.5}")
+CLIPPED = [SGD.replace("nesterov: true}", f"nesterov: true, {option}: 0.05}}")
+           for option in ("clipnorm", "clipvalue")]
+
+
+@pytest.mark.parametrize("text", [GOOD, DROPOUT, SGD, BLOBS, SOFTMAX, SIGMOID, REGULARIZED,
+                                  *CLIPPED],
+                         ids=["adam", "dropout", "sgd", "adamw-bce", "softmax-cce", "sigmoid-bce",
+                              "l1-l2-global-clipnorm", "clipnorm", "clipvalue"])
 def test_torch_reference_is_the_same_model(tmp_path, text):
     setup = _setup(tmp_path, text)
     x, y = bench_batch(setup, None)
@@ -154,6 +163,13 @@ def test_untranslatable_parts_are_named():
                             kernel=Variable(torch.zeros(2, 1)), bias=None)
     with pytest.raises(TrainctlError, match="activation 'swoosh'"):
         translate_layer(dense)
+
+
+def test_optimizer_options_the_reference_cannot_reproduce_are_named(tmp_path):
+    ema = GOOD.replace("learning_rate: 0.02}", "learning_rate: 0.02, use_ema: true, "
+                                                "gradient_accumulation_steps: 2}")
+    with pytest.raises(TrainctlError, match="gradient_accumulation_steps, use_ema"):
+        TorchStep(_setup(tmp_path, ema))
 
 
 def test_bench_command_user_errors(tmp_path):

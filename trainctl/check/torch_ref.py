@@ -121,23 +121,58 @@ def torch_optimizer(optimizer, params) -> torch.optim.Optimizer:
     raise TrainctlError(f"--compare-torch: no torch.optim translation of optimizer {name!r}")
 
 
+def _unsupported_options(c) -> list[str]:
+    """Optimizer options the reference does not reproduce (TorchStep refuses them)."""
+    return [name for name, given in (
+        ("groups", bool(c.groups)), ("weight_decay_exclude", bool(c.weight_decay_exclude)),
+        ("gradient_accumulation_steps", c.gradient_accumulation_steps != 1),
+        ("use_ema", c.use_ema)) if given]
+
+
 class TorchStep:
-    """One training step of the translated model: zero_grad, forward, loss, backward, step."""
+    """One training step of the translated model: zero_grad, forward, loss (plus the
+    layers' L1/L2 penalties, as Trainer.train_step), backward, the spec's gradient clipping
+    (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``), step. Raises TrainctlError
+    for optimizer groups, weight_decay_exclude, gradient accumulation and EMA."""
 
     def __init__(self, setup):
+        c = setup.optimizer.config
+        unsupported = _unsupported_options(c)
+        if unsupported:
+            raise TrainctlError(f"--compare-torch: the PyTorch reference does not reproduce "
+                                f"optimizer option(s) {', '.join(unsupported)}")
         self.translation = torch_model(setup.model)
         self.model = self.translation.module.to(setup.device)
         self.loss = torch_loss(setup.loss)
         self.optimizer = torch_optimizer(setup.optimizer, self.model.parameters())
+        params = {id(v): ps for v, ps, _ in self.translation.pairs}
+        self.penalties = [(reg, params[id(v)]) for layer in setup.model.layers
+                          for v, reg in layer.regularized]
+        self.clip = c
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss of the batch with the graph recorded (training mode)."""
+        """Loss of the batch with the graph recorded (training mode), penalties included."""
         self.model.train()
-        return self.loss(self.model(x), y)
+        loss = self.loss(self.model(x), y)
+        for reg, params in self.penalties:
+            for p in params:
+                if reg.l1:
+                    loss = loss + reg.l1 * p.abs().sum()
+                if reg.l2:
+                    loss = loss + reg.l2 * (p * p).sum()
+        return loss
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.forward(x, y)
         loss.backward()
+        c, params = self.clip, [p for p in self.model.parameters() if p.grad is not None]
+        if c.global_clipnorm:
+            nn.utils.clip_grad_norm_(params, c.global_clipnorm)
+        elif c.clipnorm:
+            for p in params:
+                nn.utils.clip_grad_norm_([p], c.clipnorm)
+        elif c.clipvalue:
+            nn.utils.clip_grad_value_(params, c.clipvalue)
         self.optimizer.step()
         return loss.detach()
