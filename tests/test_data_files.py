@@ -147,6 +147,32 @@ def test_npy_memory_mapped_when_large_and_never_unpickled(tmp_path, monkeypatch)
         read_npz(tmp_path / "obj.npz")
 
 
+def test_npz_members_stored_uncompressed_are_memory_mapped_when_large(tmp_path, monkeypatch):
+    x = np.arange(60, dtype=np.float32).reshape(5, 3, 4)
+    f = np.asfortranarray(np.arange(12, dtype=">i4").reshape(3, 4))
+    y = np.array([0, 1, 1, 0, 1])
+    np.savez(tmp_path / "stored.npz", x=x, f=f, y=y, empty=np.zeros((0, 2)), scalar=np.float64(3))
+    np.savez_compressed(tmp_path / "packed.npz", x=x, y=y)
+    oracle = dict(np.load(tmp_path / "stored.npz"))          # numpy's own reader
+    assert not isinstance(read_npz(tmp_path / "stored.npz")["x"], np.memmap)   # small: read
+    monkeypatch.setattr(readers, "MMAP_BYTES", 16)
+    got = read_npz(tmp_path / "stored.npz")
+    assert sorted(got) == sorted(oracle)
+    for name in ("x", "f", "y"):
+        assert isinstance(got[name], np.memmap) and not got[name].flags.writeable, name
+        assert got[name].dtype == oracle[name].dtype
+        np.testing.assert_array_equal(got[name], oracle[name])
+    assert got["f"].flags.f_contiguous
+    np.testing.assert_array_equal(got["empty"], oracle["empty"])
+    assert got["scalar"] == 3.0
+    packed = read_npz(tmp_path / "packed.npz")
+    assert not isinstance(packed["x"], np.memmap)
+    np.testing.assert_array_equal(packed["x"], x)
+    data = load_source({"type": "npz", "path": "stored.npz"}, base_dir=tmp_path)
+    np.testing.assert_array_equal(data.x, x)
+    np.testing.assert_array_equal(data.y, y)
+
+
 # -- IDX ----------------------------------------------------------------------------------
 
 def test_idx_gzip_and_plain_match_sklearn(tmp_path):

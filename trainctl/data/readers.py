@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import struct
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +22,8 @@ import numpy as np
 
 from trainctl.errors import DataError
 
-#: files larger than this are memory-mapped rather than read (NPY, uncompressed IDX)
+#: files larger than this are memory-mapped rather than read (NPY, NPZ members stored
+#: uncompressed, uncompressed IDX)
 MMAP_BYTES = 64 * 2**20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -66,17 +68,45 @@ def read_npy(path: str | os.PathLike, mmap: bool | None = None) -> np.ndarray:
         raise DataError(f"{path}: not a numpy .npy file without objects: {exc}") from None
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` archive by name (read into memory: numpy cannot
-    memory-map inside a zip)."""
+def read_npz(path: str | os.PathLike, mmap: bool | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive by name. When ``mmap`` is true or, with None, the
+    archive is larger than :data:`MMAP_BYTES`, members stored uncompressed (``np.savez``)
+    are memory-mapped read-only where they lie in the zip file; compressed members
+    (``np.savez_compressed``) are read into memory."""
     path = Path(path)
+    if mmap is None:
+        mmap = path.stat().st_size > MMAP_BYTES
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):
                 raise DataError(f"{path}: an .npy file, not an .npz archive")
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+            mapped = _stored_members(path) if mmap else {}
+            return {name: mapped[name] if name in mapped else archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a numpy .npz archive without objects: {exc}") from None
+
+
+def _stored_members(path: Path) -> dict[str, np.ndarray]:
+    """Memory maps of the uncompressed ``.npy`` members of the zip file at ``path``, by
+    array name. A stored member is the ``.npy`` file's bytes, after the member's local
+    header (PKWARE APPNOTE 4.3.7: 30 bytes, the name, the extra field)."""
+    out = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(fh))
+            if dtype.hasobject or not shape or 0 in shape:
+                continue                  # left to np.load (which refuses objects)
+            out[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(),
+                                                shape=shape, order="F" if fortran else "C")
+    return out
 
 
 # -- IDX (MNIST) -------------------------------------------------------------------------
