@@ -109,6 +109,7 @@ def _finite(value: Any) -> Any:
 
 def _print(payload: dict, result: dict, report: dict | None) -> None:
     from rich.table import Table
+    from rich.text import Text  # class names are text, never markup
 
     what = payload.get("split") or payload.get("data")
     out.print(f"{what} ({payload['samples']} samples): " +
@@ -121,13 +122,13 @@ def _print(payload: dict, result: dict, report: dict | None) -> None:
     rows = [*report["per_class"], {"class": "macro avg", **report["macro_avg"]},
             {"class": "weighted avg", **report["weighted_avg"]}]
     for i, r in enumerate(rows):
-        table.add_row(str(r["class"]), f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+        table.add_row(Text(str(r["class"])), f"{r['precision']:.4f}", f"{r['recall']:.4f}",
                       f"{r['f1']:.4f}", str(r["support"]), end_section=i == len(rows) - 3)
     out.print(table)
     matrix = Table(title="confusion matrix (rows: true class, columns: predicted)")
     matrix.add_column("true \\ predicted")
     for name in report["classes"]:
-        matrix.add_column(str(name), justify="right")
+        matrix.add_column(Text(str(name)), justify="right")
     for name, counts in zip(report["classes"], report["confusion_matrix"]):
-        matrix.add_row(str(name), *(str(c) for c in counts))
+        matrix.add_row(Text(str(name)), *(str(c) for c in counts))
     out.print(matrix)
