@@ -177,3 +177,49 @@ def test_bad_arguments_are_one_line_errors(runs, tmp_path, args, message):
     result = invoke("predict", spec, "--checkpoint", run, *[v for kv in base.items() for v in kv])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert message in result.output
+
+
+def test_an_unreadable_image_is_named_and_skipped_with_skip_bad(runs, tmp_path):
+    import shutil
+
+    spec, run = runs["images"]
+    folder = tmp_path / "imgs"
+    shutil.copytree(runs["root"] / "images" / "dark", folder)
+    (folder / "05.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(folder / "06.png")  # another size
+    out = tmp_path / "p.csv"
+    result = predict(spec, run, folder, out)
+    assert result.exit_code == 2 and f"{folder / '05.png'}: cannot read as an image" in result.output
+    assert not out.exists()
+    result = predict(spec, run, folder, out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert len(read_csv(out)) == 10 and "skipped 2 bad row(s)" in result.stderr
+    assert f"{folder / '06.png'}: image of shape [3, 3], expected [6, 5]" in result.stderr
+
+
+def test_a_progress_bar_on_a_terminal_only(runs, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import trainctl.cli.predict as cli_predict
+
+    spec, run = runs["iris"]
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_predict, "out", Console(file=screen, force_terminal=True, width=100))
+    assert predict(spec, run, IRIS_CSV, tmp_path / "p.csv", "--batch-size", 50).exit_code == 0
+    assert "predict" in screen.getvalue() and "150/150" in screen.getvalue()
+    screen.seek(0), screen.truncate()
+    assert predict(spec, run, IRIS_CSV, tmp_path / "p.csv", "--quiet").exit_code == 0
+    assert screen.getvalue() == ""
+
+
+def test_binary_probabilities_are_one_minus_p_and_p():
+    from trainctl.train.trained import Trained
+
+    logits = torch.tensor([[0.3], [-2.0]])
+    for from_logits, out in ((True, logits), (False, torch.sigmoid(logits))):
+        trained = Trained(None, None, None, None, "binary", from_logits, ("no", "yes"), None, {})
+        p = torch.sigmoid(logits.double())[:, 0]
+        torch.testing.assert_close(trained.probabilities(out), torch.stack([1 - p, p], 1),
+                                   rtol=1e-6, atol=1e-7)

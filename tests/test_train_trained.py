@@ -187,3 +187,21 @@ def test_unreadable_stored_preprocessing_is_a_checkpoint_error(entries):
 
     with pytest.raises(CheckpointError, match="state.json"):
         Preprocessing.from_json(entries)
+
+
+def test_a_checkpoint_written_before_preprocessing_was_stored_gets_it_from_the_data(runs, tmp_path):
+    import hashlib
+    import shutil
+
+    spec, run = runs["v0"]
+    old = tmp_path / "old"
+    shutil.copytree(run / "checkpoints" / "final", old)
+    state = json.loads((old / "state.json").read_text())
+    stored = state.pop("preprocessing"), state.pop("class_names")
+    (old / "state.json").write_text(json.dumps(state))
+    lines = [f"{hashlib.sha256((old / n).read_bytes()).hexdigest()}  {n}"
+             for n in ("state.json", "weights.safetensors", "optimizer.safetensors") if (old / n).exists()]
+    (old / "MANIFEST").write_text("\n".join(lines) + "\n")
+    trained = load_trained(spec, old)
+    assert trained.preprocessing.to_json() == stored[0]
+    assert list(trained.class_names) == stored[1]
