@@ -110,3 +110,23 @@ def test_ready_reports_the_last_layer_before_the_pass_reaches_the_first():
         loss = tc.ops.sum(tc.ops.tanh(tc.ops.tanh(x @ w1) @ w2))
     tape.gradient(loss, [w1, w2], ready=ready)
     assert events == [1, 0]
+
+
+@pytest.mark.parametrize("form", ["v0", "sections"])
+def test_prepare_gives_each_rank_its_shard_of_the_train_split(form):
+    from trainctl.train import prepare
+
+    data = ({"source": {"type": "blobs", "n_samples": 41}, "split": {"validation": 0.0,
+             "test": 0.0}, "batch_size": 4} if form == "v0" else
+            {"source": {"type": "blobs", "n_samples": 41},
+             "split": {"validation": 0.0, "test": 0.0},
+             "train": {"steps": [{"type": "shuffle", "buffer_size": 100, "seed": 1},
+                                 {"type": "batch", "batch_size": 4}]}})
+    spec = Spec.from_doc(SpecDoc("<t>", {**BASE, "device": "cpu", "data": data}))
+    whole = [b[0] for b in prepare(spec).splits.train.iterate(epoch=1)]
+    order = np.concatenate(whole)
+    ranks = [[b[0] for b in prepare(spec, shard=(2, r)).splits.train.iterate(epoch=1)]
+             for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 5  # 20 elements each: 4+4+4+4+4
+    for r in (0, 1):
+        np.testing.assert_array_equal(np.concatenate(ranks[r]), order[:40][r::2])
