@@ -85,3 +85,25 @@ def test_a_step_without_an_exporter_is_named_and_nothing_is_written(tmp_path):
     assert result.exit_code == 2
     assert "step 0 (resize) has no ONNX exporter" in result.output
     assert not out.exists() and not list(tmp_path.glob(".d.onnx*"))
+
+
+def test_with_preprocessing_is_for_onnx_only(tmp_path):
+    spec = spec_path("digits_idx")
+    ckpt = checkpoint(tmp_path, spec, Preprocessing())
+    result = CliRunner().invoke(app, ["export", str(spec), "--checkpoint", str(ckpt), "-o",
+                                      str(tmp_path / "m.safetensors"), "--format", "safetensors",
+                                      "--with-preprocessing"])
+    assert result.exit_code == 2 and "--format onnx only" in result.output
+    assert not list(tmp_path.glob("m.*"))
+
+
+def test_without_the_onnx_package_the_export_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    spec = spec_path("digits_idx")
+    ckpt = checkpoint(tmp_path, spec, Preprocessing())
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    result = CliRunner().invoke(app, ["export", str(spec), "--checkpoint", str(ckpt), "-o",
+                                      str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "pip install 'trainctl[export]'" in result.output
+    assert not (tmp_path / "m.onnx").exists()
