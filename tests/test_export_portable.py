@@ -165,3 +165,10 @@ def test_a_trained_run_with_its_standardization_takes_raw_rows(trained, tmp_path
     t = load_trained(spec, root / "run")
     assert t.preprocessing.describe() == "standardize"
     np.testing.assert_allclose(probs, t.predict(raw).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_json_weights_path_is_refused(trained, tmp_path):
+    root, spec = trained
+    result = export(spec, root / "run", tmp_path / "m.json", "--format", "safetensors")
+    assert result.exit_code == 2 and "another suffix than .json" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -139,17 +139,11 @@ def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
     graph = model_graph(model)
     floats = {v.dtype for v in model.variables if v.dtype.is_floating_point}
     g = OnnxGraph(np.float64 if floats == {torch.float64} else np.float32)
-    values: dict[str, str] = {}
-    inputs = []
+    values: dict[str, str] = {}  # model value name -> ONNX value name
     for name in graph.outputs:
         g.reserve(name)  # the Identity below gives the output this name
-    if preprocessing is not None:
-        inputs = _raw_inputs(g, graph, preprocessing, values)
-    for i in graph.inputs if preprocessing is None else ():
-        g.reserve(i.name)
-        values[i.name] = i.name
-        elem = helper.np_dtype_to_tensor_dtype(np.dtype(_DTYPES[i.dtype]))
-        inputs.append(helper.make_tensor_value_info(i.name, elem, ["batch", *i.shape]))
+    inputs = (_raw_inputs(g, graph, preprocessing, values) if preprocessing is not None
+              else [_model_input(g, i, values) for i in graph.inputs])
     for node in graph.nodes:
         args = [values[s] for s in node.inputs]
         values[node.name] = export_node(g, node, args)
@@ -171,6 +165,16 @@ def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
     helper.set_model_props(proto, dict(metadata or {}))
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _model_input(g: OnnxGraph, i, values: dict[str, str]):
+    """The graph input of model input ``i``: its name, [batch, *shape], its dtype."""
+    from onnx import helper
+
+    g.reserve(i.name)
+    values[i.name] = i.name
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(_DTYPES[i.dtype]))
+    return helper.make_tensor_value_info(i.name, elem, ["batch", *i.shape])
 
 
 def _raw_inputs(g: OnnxGraph, graph, preprocessing, values: dict[str, str]) -> list:

@@ -79,6 +79,9 @@ def export_portable(model, path: str | Path, metadata: dict[str, str] | None = N
     from safetensors.torch import save
 
     path = Path(path)
+    if description_path(path) == path:
+        raise ExportError(f"{str(path)!r}: the weights file needs another suffix than .json "
+                          f"(its description is written as {path.stem}.json)")
     tensors = {v.name: v.data.detach().to("cpu").contiguous() for v in model.variables}
     desc = describe(model, path.name, metadata)
     blob = save(tensors, metadata={"format": FORMAT})
