@@ -14,6 +14,7 @@ from resume_helpers import StopAt, make_spec, new_run, resume_run, same_run
 from trainctl.autodiff.tensor import Tensor
 from trainctl.data import Dataset
 from trainctl.train import Callback
+from trainctl.train import loop
 from trainctl.train.loop import device_batches
 
 
@@ -52,13 +53,14 @@ class Seen(Callback):
         self.running.append(_prefetch_threads())
 
 
-def test_training_prefetches_and_a_stop_mid_epoch_resumes_bit_for_bit(tmp_path):
+def test_training_prefetches_and_a_stop_mid_epoch_resumes_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "PREFETCH_BATCHES", 2)      # < the 9 batches of an epoch
     spec = make_spec()
     seen = Seen()
     whole = new_run(tmp_path / "whole", spec, seen)
     whole.fit()
     assert len(seen.running) == 27
-    early = [n for i, n in enumerate(seen.running) if i % 9 < 5]   # the producer is 2 ahead
+    early = [n for i, n in enumerate(seen.running) if i % 9 < 5]   # the thread is 2 ahead
     assert early == [1] * 15                                # batches came from the thread
     assert _prefetch_threads() == 0                         # none left after fit
     stopped = new_run(tmp_path / "parts", spec, StopAt(13))  # mid-epoch 2 (9 steps/epoch)

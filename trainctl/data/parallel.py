@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -224,49 +223,78 @@ _END = object()
 def ahead(make: Callable[[], Iterator[Any]], buffer_size: int, name: str) -> Iterator[Any]:
     """The elements of ``make()``, produced by a background thread up to ``buffer_size`` ahead.
 
-    An exception in the producer is re-raised here at its point in the sequence; closing
-    this generator (or dropping it) stops the thread and waits for it to end.
+    The thread fills the buffer, then sleeps until the consumer has drained it to half
+    (:class:`_Buffer`), so a cheap producer wakes once per ``buffer_size // 2`` elements
+    rather than once per element (each wake-up is a GIL hand-off and, on a busy machine,
+    a wait for a CPU). An exception in the producer is re-raised here at its point in
+    the sequence; closing this generator (or dropping it) stops the thread and waits for
+    it to end.
     """
-    slots: queue.Queue = queue.Queue(maxsize=buffer_size)
-    stop = threading.Event()
-    thread = threading.Thread(target=_produce, args=(make, slots, stop), name=name, daemon=True)
+    buffer = _Buffer(buffer_size)
+    thread = threading.Thread(target=_produce, args=(make, buffer), name=name, daemon=True)
     thread.start()
     try:
         while True:
-            item, error = slots.get()
+            item, error = buffer.get()
             if error is not None:
                 raise error
             if item is _END:
                 return
             yield item
     finally:
-        stop.set()
-        thread.join()    # it ends within 50 ms of its current element (see _put)
+        buffer.close()
+        thread.join()    # it ends once its current element is made
 
 
-def _produce(make: Callable[[], Iterator[Any]], slots: queue.Queue, stop: threading.Event) -> None:
+class _Buffer:
+    """A bounded FIFO between one producer and one consumer, with a low-water mark: a
+    producer that found it full waits until at most ``size // 2`` items are left."""
+
+    def __init__(self, size: int):
+        self.items: collections.deque = collections.deque()
+        self.size, self.low = size, size // 2
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def put(self, item: Any) -> bool:
+        """Append ``item`` (blocking while full); False once the consumer has closed."""
+        with self.cond:
+            if len(self.items) >= self.size:
+                self.cond.wait_for(lambda: self.closed or len(self.items) <= self.low)
+            if self.closed:
+                return False
+            self.items.append(item)
+            if len(self.items) == 1:
+                self.cond.notify_all()     # the consumer may be waiting for it
+            return True
+
+    def get(self) -> Any:
+        with self.cond:
+            self.cond.wait_for(lambda: self.items)
+            item = self.items.popleft()
+            if len(self.items) == self.low:
+                self.cond.notify_all()     # the producer may be waiting to refill
+            return item
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.items.clear()
+            self.cond.notify_all()
+
+
+def _produce(make: Callable[[], Iterator[Any]], buffer: _Buffer) -> None:
     source = None
     try:
         source = make()
         for element in source:
-            if not _put(slots, (element, None), stop):
+            if not buffer.put((element, None)):
                 return
-        _put(slots, (_END, None), stop)
+        buffer.put((_END, None))
     except BaseException as exc:  # handed to the consumer, which re-raises it
-        _put(slots, (None, exc), stop)
+        buffer.put((None, exc))
     finally:
         getattr(source, "close", lambda: None)()
-
-
-def _put(slots: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put ``item`` unless the consumer has stopped; True when it was put."""
-    while not stop.is_set():
-        try:
-            slots.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 @transformations.register("prefetch")

@@ -35,8 +35,10 @@ def to_tensors(batch, device: torch.device) -> tuple[Tensor, Tensor]:
     return Tensor(tx), Tensor(ty)
 
 
-#: batches made and copied to the device ahead of the step that trains on them
-PREFETCH_BATCHES = 2
+#: batches made and copied to the device ahead of the step that trains on them; the
+#: thread refills the buffer once half of it is used (fewer thread hand-offs per batch:
+#: with 2, input_wait on the small example specs was several times higher)
+PREFETCH_BATCHES = 8
 
 
 def device_batches(ds: Dataset, device: torch.device, epoch: int = 0,
