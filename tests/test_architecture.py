@@ -17,12 +17,13 @@ RANK = {
     "backend": 2,
     "autodiff": 3,
     "nn": 4, "optim": 4, "data": 4,
-    "graph": 5, "io": 5,
+    "graph": 5, "io": 5, "compile": 5,
     "train": 6, "check": 6, "export": 6,
     "cli": 7,
 }
 SAME_RANK_FORBIDDEN = {("nn", "optim"), ("nn", "data"), ("optim", "nn"), ("optim", "data"),
                        ("data", "nn"), ("data", "optim"), ("graph", "io"), ("io", "graph"),
+                       ("compile", "graph"), ("compile", "io"), ("graph", "compile"), ("io", "compile"),
                        ("train", "check"), ("train", "export"), ("export", "train"),
                        ("export", "check"), ("check", "export")}
 

@@ -8,6 +8,9 @@ Public API::
         y = tc.ops.sum(x @ w)
     tape.gradient(y, w)
 
+    @tc.function            # traced once per input signature, then replayed as a graph
+    def step(x): ...
+
 The engine (and torch) is imported on first use of one of these names, so the spec
 package and ``trainctl validate`` stay light.
 """
@@ -25,7 +28,7 @@ _LAZY = {
     "gradients": "trainctl.autodiff", "stop_gradient": "trainctl.autodiff",
     "custom_gradient": "trainctl.autodiff", "gradcheck": "trainctl.autodiff",
     "GradcheckError": "trainctl.autodiff", "manual_seed": "trainctl.backend",
-    "TrainctlError": "trainctl.errors",
+    "TrainctlError": "trainctl.errors", "function": "trainctl.compile",
 }
 
 float16, bfloat16, float32, float64 = "float16", "bfloat16", "float32", "float64"

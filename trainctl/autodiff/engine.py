@@ -36,6 +36,8 @@ class _State(threading.local):
         # pass. Ops on these tensors are recorded and rules see them as ``tracked``.
         self.tracked: dict[int, int] = {}
         self.active_tapes: list = []
+        # The graph tracer recording op calls (trainctl.compile), None outside a trace.
+        self.tracer = None
 
 
 _state = _State()

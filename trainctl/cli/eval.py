@@ -8,7 +8,7 @@ import json
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -35,6 +35,8 @@ def evaluate_command(
                                 "checkpoint instead of the best."),
     plot: Path = typer.Option(None, "--plot", help="Write the confusion matrix as a picture "
                               "(.png, .svg or .pdf)."),
+    execution: Optional[str] = typer.Option(None, "--execution", help="eager or graph "
+                                            "(default: the spec's execution)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     sets: SetOption = [],
@@ -50,6 +52,7 @@ def evaluate_command(
         from trainctl.train.report import class_report, labelled_predictions
         from trainctl.train.trained import load_trained
 
+        sets = [*sets, *([f"execution={execution}"] if execution else [])]
         trained = load_trained(spec, checkpoint, sets, device, latest=latest, with_data=True)
         setup = trained.setup
         if data is not None:

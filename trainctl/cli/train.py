@@ -20,6 +20,8 @@ def train(
     spec: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec to train."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run "
                                            "(default runs/<name>-<timestamp>)."),
+    execution: Optional[str] = typer.Option(None, "--execution", help="eager or graph "
+                                            "(default: the spec's execution)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
                                          "(default: the spec's device)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
@@ -53,7 +55,8 @@ def train(
     from trainctl.spec import flag_overrides, load_spec
 
     with user_errors():
-        s = load_spec(spec, [*sets, *flag_overrides(seed=seed, epochs=epochs, device=device)])
+        s = load_spec(spec, [*sets, *flag_overrides(seed=seed, epochs=epochs, device=device,
+                                                   execution=execution)])
         from trainctl.spec.distribute import World  # data-parallel: --nproc, torchrun
 
         world = World.from_env()
@@ -63,6 +66,7 @@ def train(
                                     "(WORLD_SIZE is set) leave it out")
             from trainctl.cli.launch import launch
 
+            sets = [*sets, *([f"execution={execution}"] if execution else [])]
             raise typer.Exit(launch(nproc, _child_args(
                 spec, run_dir, device, seed, epochs, sets, resume, apply_optimizer_changes,
                 init_from, init_filter, quiet, log_format.value)))

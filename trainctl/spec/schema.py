@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Annotated, Any, Optional, Sequence, Union
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 from annotated_types import Gt
 from pydantic import BeforeValidator, Field, PrivateAttr, Strict
@@ -179,6 +179,7 @@ class Spec(Config):
     format: int = SPEC_FORMAT
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = Field("auto", min_length=1)
+    execution: Literal["eager", "graph"] = "eager"
     data: DataConfig
     model: ModelConfig
     loss: NamedSection

@@ -1,4 +1,5 @@
-"""The training loop (eager mode): one GradientTape per step, optimizer update, per-epoch
+"""The training loop: one GradientTape per step (eager; ``execution: graph`` replays the
+step traced by :mod:`trainctl.train.graph_step`), optimizer update, per-epoch
 validation, metrics.jsonl and a final checkpoint.
 
 Losses and metrics are averaged per sample (a short last batch counts by its size) and
@@ -24,6 +25,7 @@ from trainctl.train import state as train_state
 from trainctl.train.callbacks import Callback, CallbackList
 from trainctl.train.checkpointer import Checkpointer
 from trainctl.train.control import Control
+from trainctl.train.graph_step import graph_steps
 from trainctl.train.setup import Setup
 
 
@@ -94,6 +96,9 @@ class Trainer(Control):
     def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Forward, loss, gradients, update. Returns (per-sample loss, predictions), detached."""
         s = self.setup
+        graph = graph_steps(s)
+        if graph is not None:  # execution: graph, the same step traced once and replayed
+            return graph.train_step(self.guard, x, y)
         params = s.model.trainable_variables
         with GradientTape() as tape:
             pred = s.model(x, training=True)
@@ -293,11 +298,16 @@ def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
     s = setup
     metrics = [m.fresh() for m in s.metrics]  # same options, empty state
     total, count = None, 0
+    graph = graph_steps(s)
     with no_grad(), s.optimizer.ema_weights():
         epoch, dataset.epoch = dataset.epoch, dataset.epoch + 1   # as iter(dataset) does
         for x, y in device_batches(dataset, s.device, epoch):
-            pred = s.model(x, training=False)
-            batch_sum = s.loss(y, pred).data.to(torch.float64).sum()
+            if graph is not None:
+                per_sample, pred = graph.eval(x, y)
+            else:
+                pred = s.model(x, training=False)
+                per_sample = s.loss(y, pred)
+            batch_sum = per_sample.data.to(torch.float64).sum()
             total = batch_sum if total is None else total + batch_sum
             count += x.shape[0]
             for m in metrics:

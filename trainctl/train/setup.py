@@ -47,6 +47,9 @@ class Setup:
     shard: tuple[int, int] | None = None
     """(world size, rank) of a data-parallel run (train/distributed.py), else None."""
 
+    graph: Any = None
+    """The traced step functions with ``execution: graph`` (train.graph_step.graph_steps)."""
+
     @property
     def world_size(self) -> int:
         """Processes training together (1 unless data-parallel)."""

@@ -79,15 +79,18 @@ class Op:
         args = [t.data for t in tensors]
         if len(args) > 1:
             args = _promote_operands(self.name, args)
+        state = engine._state
         try:
-            out = self.forward(*args, **attrs)
+            if state.tracer is None:
+                out = self.forward(*args, **attrs)
+            else:  # tracing a graph (trainctl.compile): record the call as one node
+                out = state.tracer.run_op(self, tensors, args, attrs)
         except RecursionError:
             raise
         except RuntimeError as exc:
             if self.broadcasting:
                 _check_broadcast(self.name, args)
             raise ShapeError(f"{self.name}: {exc}".split("\n")[0]) from None
-        state = engine._state
         if self.differentiable and state.grad_enabled:
             tracked = state.tracked
             for t in tensors:

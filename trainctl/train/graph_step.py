@@ -1,0 +1,91 @@
+"""Graph execution of the training and evaluation steps (the spec's ``execution: graph``).
+
+The whole training step (forward, loss, regularization penalty, the backward pass by the
+tape's rules and the optimizer update) is one :func:`trainctl.compile.function`, traced
+on the first batch of each input signature (a short last batch is a second signature)
+and replayed afterwards; the evaluation step (forward and per-sample loss) is another.
+With a non-finite guard (the ``nonfinite_guard`` callback, or the default one) the
+update node first runs the guard's check on the loss and gradients of that run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainctl.autodiff import GradientTape, ops
+from trainctl.autodiff.tensor import Tensor
+from trainctl.compile import Function, OptimizerStep, effect
+from trainctl.nn.regularizers import regularization_loss
+
+
+class GraphSteps:
+    """The traced step functions of one :class:`~trainctl.train.setup.Setup`."""
+
+    def __init__(self, setup: Any):
+        self.setup = setup
+        self.guard: Any = None  # the trainer's non-finite guard, set before each step
+        self.train = Function(self._train, name="train_step")
+        self.eval = Function(self._eval, name="eval_step")
+
+    def _train(self, x: Tensor, y: Tensor, guarded: bool):
+        s = self.setup
+        with GradientTape() as tape:
+            pred = s.model(x, training=True)
+            per_sample = s.loss(y, pred)
+            loss = ops.mean(per_sample)
+            penalty = regularization_loss(s.model.layers)
+            if penalty is not None:
+                loss = loss + penalty
+        grads = tape.gradient(loss, s.model.trainable_variables)
+        if guarded:  # the guard reads the values, at run time, inside the update node
+            update = OptimizerStep(s.optimizer, x.shape[0], check=self._check, lead=3)
+            effect("optimizer_update", update, [loss, x, y, *grads])
+        else:
+            effect("optimizer_update", OptimizerStep(s.optimizer, x.shape[0]), grads)
+        return per_sample, pred
+
+    def _check(self, loss, x, y, grads) -> bool:
+        wrap = [None if g is None else Tensor(g) for g in grads]
+        return self.guard.check(Tensor(loss), wrap, Tensor(x), Tensor(y))
+
+    def _eval(self, x: Tensor, y: Tensor):
+        pred = self.setup.model(x, training=False)
+        return self.setup.loss(y, pred), pred
+
+    def train_step(self, guard: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One training step; (per-sample loss, predictions). ``guard``: the trainer's
+        non-finite guard (checks loss and gradients before the update) or None."""
+        self.guard = guard
+        return self.train(x, y, guard is not None)
+
+
+def graph_steps(setup: Any) -> GraphSteps | None:
+    """The setup's traced steps when its spec says ``execution: graph``, else None (also
+    for a data-parallel replica: the gradient all-reduce is not traced, it trains eagerly)."""
+    if getattr(setup.spec, "execution", "eager") != "graph" or getattr(setup, "world_size", 1) > 1:
+        return None
+    if setup.graph is None:
+        setup.graph = GraphSteps(setup)
+    return setup.graph
+
+
+def traced_step(setup: Any, step: str = "train", after: str | None = None):
+    """The graph of ``setup``'s training (or ``step="eval"``) step on its first training
+    batch, after the default passes up to and including ``after`` (None: all of them;
+    ``"traced"``: none), and the Python generated from it. Tracing runs the step once,
+    so the setup's weights change. Raises TrainctlError for an unknown pass name."""
+    from trainctl.compile import DEFAULT_PASSES, compile_graph, run_passes
+    from trainctl.errors import TrainctlError
+    from trainctl.train.loop import to_tensors
+
+    names = ["traced", *dict.fromkeys(DEFAULT_PASSES)]
+    if after is not None and after not in names:
+        raise TrainctlError(f"--after: unknown pass {after!r}; the passes, in order: "
+                            f"{', '.join(names)}")
+    passes = DEFAULT_PASSES if after is None else \
+        DEFAULT_PASSES[:0 if after == "traced" else DEFAULT_PASSES.index(after) + 1]
+    x, y = to_tensors(next(iter(setup.splits.train)), setup.device)
+    steps = GraphSteps(setup)
+    fn, args = (steps.train, (x, y, False)) if step == "train" else (steps.eval, (x, y))
+    graph = run_passes(fn.trace(*args).graph, passes)
+    return graph, compile_graph(graph)[1]
