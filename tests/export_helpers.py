@@ -68,6 +68,7 @@ def assert_same_outputs(model, data: bytes | None = None) -> None:
         (theirs,) = sess.run(None, feeds)
         expected = ours(model, feeds)
         assert theirs.shape == expected.shape == (batch, *model.output_shape)
+        assert theirs.dtype == expected.dtype
         assert np.abs(expected).max() > 1e-3  # not a vacuous comparison
         np.testing.assert_allclose(theirs, expected, rtol=1e-5, atol=1e-5)
 
@@ -140,6 +141,12 @@ CASES = {
                   {"name": "cross", "type": "multi_head_attention", "num_heads": 2, "key_dim": 4,
                    "use_bias": False, "inputs": ["att", "pos", "emb"]}],
         "outputs": ["cross"]},
+    "float64_input_promotes": {
+        "inputs": [{"name": "wide", "shape": [3], "dtype": "float64"}, {"name": "narrow", "shape": [3]}],
+        "nodes": [{"name": "dw", "type": "dense", "units": 2, "inputs": "wide", "activation": "tanh"},
+                  {"name": "dn", "type": "dense", "units": 2, "inputs": "narrow"},
+                  {"name": "sum", "type": "add", "inputs": ["dw", "dn"]}],
+        "outputs": ["sum"]},
     "embedding_float_ids": chain([3], {"type": "embedding", "input_dim": 5, "output_dim": 2}),
     "lstm_gru": chain([5, 3], {"type": "lstm", "units": 4, "return_sequences": True},
                       {"type": "gru", "units": 3, "return_sequences": True},

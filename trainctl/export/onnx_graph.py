@@ -78,8 +78,11 @@ class OnnxGraph:
         self._names.add(name)
 
     def const(self, base: str, value) -> str:
-        """An initializer holding ``value`` (numpy array, torch tensor or Tensor); its name."""
+        """An initializer holding ``value`` (numpy array, torch tensor or Tensor; floats as
+        ``float_type``); its name."""
         array = value if isinstance(value, np.ndarray) else to_numpy(value)
+        if array.dtype.kind == "f" and array.dtype != self.float_type:
+            array = array.astype(self.float_type)
         from onnx import numpy_helper
 
         name = self.fresh(base)
@@ -137,8 +140,9 @@ def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
     from trainctl.export.walk import model_graph
 
     graph = model_graph(model)
-    floats = {v.dtype for v in model.variables if v.dtype.is_floating_point}
-    g = OnnxGraph(np.float64 if floats == {torch.float64} else np.float32)
+    wide = (any(v.dtype == torch.float64 for v in model.variables)
+            or any(i.dtype == "float64" for i in graph.inputs))
+    g = OnnxGraph(np.float64 if wide else np.float32)  # float64 anywhere promotes, as in ops
     values: dict[str, str] = {}  # model value name -> ONNX value name
     for name in graph.outputs:
         g.reserve(name)  # the Identity below gives the output this name
@@ -168,12 +172,17 @@ def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
 
 
 def _model_input(g: OnnxGraph, i, values: dict[str, str]):
-    """The graph input of model input ``i``: its name, [batch, *shape], its dtype."""
+    """The graph input of model input ``i``: its name, [batch, *shape], its dtype (a
+    float input narrower than the graph's float type is cast up first)."""
     from onnx import helper
 
     g.reserve(i.name)
+    dtype = np.dtype(_DTYPES[i.dtype])
     values[i.name] = i.name
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(_DTYPES[i.dtype]))
+    if dtype.kind == "f" and dtype != g.float_type:  # float32 beside float64: promoted
+        values[i.name] = g.op("Cast", [i.name], i.name,
+                              to=helper.np_dtype_to_tensor_dtype(np.dtype(g.float_type)))
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
     return helper.make_tensor_value_info(i.name, elem, ["batch", *i.shape])
 
 
