@@ -70,10 +70,15 @@ class Trained:
 
     def predict(self, x: Any) -> torch.Tensor:
         """Model outputs (float32 [N, ...], on the CPU, evaluation mode, no tape) for raw
-        features ``x`` [N, ...]: preprocessing applied first."""
+        features ``x`` [N, ...]: numbers as float32 (as sources give them; texts stay
+        texts), then the preprocessing."""
+        import numpy as np
+
         from trainctl.autodiff import Tensor, no_grad
 
-        batch = torch.as_tensor(self.preprocessing(x), dtype=torch.float32).to(self.device)
+        raw = np.asarray(x)
+        raw = raw if raw.dtype.kind == "U" else raw.astype(np.float32, copy=False)
+        batch = torch.as_tensor(np.ascontiguousarray(self.preprocessing(raw))).to(self.device)
         with no_grad():
             out = self.model(Tensor(batch), training=False)
         return out.data.detach().to("cpu")
