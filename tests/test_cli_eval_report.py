@@ -139,3 +139,15 @@ def test_bad_plot_suffix_is_refused_before_any_work(runs, tmp_path):
     spec, run = runs["iris"]
     result = invoke("eval", spec, "--checkpoint", run, "--plot", tmp_path / "c.jpg")
     assert result.exit_code == 2 and "must end in .png, .svg, .pdf" in result.output
+
+
+def test_npz_data_gives_the_csv_report(runs, tmp_path):
+    from use_helpers import iris_rows
+
+    spec, run = runs["iris"]
+    x, species = iris_rows()
+    names = ["setosa", "versicolor", "virginica"]
+    np.savez(tmp_path / "iris.npz", x=x, y=np.array([names.index(s) for s in species]))
+    from_npz = eval_json(spec, run, "--data", tmp_path / "iris.npz")
+    from_csv = eval_json(spec, run, "--data", IRIS_CSV)
+    assert from_npz["report"] == from_csv["report"] and from_npz["loss"] == pytest.approx(from_csv["loss"])

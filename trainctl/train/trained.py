@@ -29,7 +29,7 @@ from trainctl.errors import CheckpointError
 from trainctl.graph import Model, build_model, spec_doc
 from trainctl.io.checkpoint import STATE, WEIGHTS, find_checkpoint, load_checkpoint, read_pointer
 from trainctl.nn.losses import losses
-from trainctl.optim import averaged_weights
+from trainctl.optim import averaged_weights, optimizers
 from trainctl.spec import Spec, load_spec
 from trainctl.train.setup import Setup, prepare, resolved_model
 
@@ -162,13 +162,22 @@ def load_trained(spec_file: str | os.PathLike, checkpoint: str | os.PathLike,
         model = build_model(spec, dev)
         check_same_model(state.get("spec"), {"model": resolved_model(spec, model)}, spec_file,
                          ("model",))
-    model.load_state_dict(averaged_weights(weights, opt_tensors))  # EMA slots exist only with use_ema
+    if _uses_ema(spec):  # the moving average, as validation saw it (--set optimizer.use_ema=false: raw)
+        weights = averaged_weights(weights, opt_tensors)
+    model.load_state_dict(weights)
     loss_cls = losses.get(spec.loss["type"])
     loss_cfg = spec_doc(spec).validate(loss_cls.Config, ("loss",), exclude=("type",))
     from_logits = bool(getattr(loss_cfg, "from_logits", False))
     preprocessing, class_names = _preprocessing(state, ckpt, setup, spec, device)
     return Trained(spec, model, dev, preprocessing, loss_cls.labels, from_logits,
                    class_names if loss_cls.labels != "values" else None, ckpt, state, setup)
+
+
+def _uses_ema(spec: Spec) -> bool:
+    cls = optimizers.get(spec.optimizer["type"])
+    exclude = () if "type" in cls.Config.model_fields else ("type",)
+    return bool(getattr(spec_doc(spec).validate(cls.Config, ("optimizer",), exclude=exclude),
+                        "use_ema", False))
 
 
 def _preprocessing(state: dict, ckpt: Path, setup: Setup | None, spec: Spec,
