@@ -128,7 +128,7 @@ class Trainer(Control):
         # trainer stopped earlier goes on from where it stopped.
         if self.step == 0 and not self.resumed:
             rank = s.shard[1] if s.shard is not None else 0  # own dropout masks per replica
-            manual_seed(training_seed(s.spec.seed) + rank)
+            manual_seed((training_seed(s.spec.seed) + rank) % 2**63)
         self.callbacks.on_train_begin({"epochs": self.max_epochs, "steps": self.max_steps,
                                        "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
