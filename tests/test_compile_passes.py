@@ -40,7 +40,7 @@ def _same_outputs(before, after, shapes, exact=True, trials=3):
 
 def test_every_pass_is_registered_by_name():
     assert {"dce", "cse", "constant_folding", "algebraic_simplification", "fuse_addmm",
-            "foreach_optimizer", "liveness"} <= set(PASSES.names())
+            "foreach_optimizer", "liveness", "buffer_reuse", "fuse_softmax_xent"} <= set(PASSES.names())
 
 
 def test_dead_code_elimination_drops_unused_pure_nodes():
@@ -193,3 +193,25 @@ def test_buffer_reuse_writes_elementwise_chains_into_dying_buffers():
             assert not target.leaf and target not in after.outputs
             assert sum(target in m.inputs for m in after.nodes) == 1
     _same_outputs(g, after, [(4, 4)])
+
+
+def test_fuse_softmax_xent_forward_and_backward():
+    w = tc.Variable(_rand(5, 4, seed=4), name="w")
+
+    def f(x, y):
+        with GradientTape() as tape:
+            ls = ops.log_softmax(x @ w, axis=-1)
+            per = -ops.reshape(ops.take_along_axis(ls, ops.reshape(y, (-1, 1)), axis=1), (-1,))
+            loss = ops.mean(per)
+        return per, tape.gradient(loss, w)
+
+    labels = torch.tensor([0, 3, 1, 2, 3, 0])
+    g = function(f, passes=()).trace(tc.tensor(_rand(6, 5)), tc.tensor(labels)).graph
+    after = PASSES.get("fuse_softmax_xent")(g)
+    assert after.count("nll_loss") == 1 and after.count("log_softmax_backward") == 1
+    assert after.count("take_along_axis") == 0 and after.count("exp") == 0
+    for t in range(3):
+        inputs = [_rand(6, 5, seed=50 + t), labels.roll(t)]
+        (pa, ga), (pb, gb) = _outputs(g, inputs), _outputs(after, inputs)
+        torch.testing.assert_close(pb, pa, rtol=0, atol=0)  # the same gather, exactly
+        torch.testing.assert_close(gb, ga, rtol=1e-6, atol=1e-7)

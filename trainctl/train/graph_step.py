@@ -10,6 +10,7 @@ update node first runs the guard's check on the loss and gradients of that run.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from trainctl.autodiff import GradientTape, ops
@@ -56,7 +57,22 @@ class GraphSteps:
         """One training step; (per-sample loss, predictions). ``guard``: the trainer's
         non-finite guard (checks loss and gradients before the update) or None."""
         self.guard = guard
-        return self.train(x, y, guard is not None)
+        out = self.train(x, y, guard is not None)
+        _freeze_once()
+        return out
+
+
+_FROZEN = []
+
+
+def _freeze_once() -> None:
+    """After the first traced step, move every object alive (model, data, graphs) out of
+    the garbage collector's generations (``gc.freeze``), so its full collections do not
+    walk them again and again during the step loop: no GC pauses from long-lived objects."""
+    if not _FROZEN:
+        gc.collect()
+        gc.freeze()
+        _FROZEN.append(True)
 
 
 def graph_steps(setup: Any) -> GraphSteps | None:

@@ -14,11 +14,12 @@ from trainctl.registry import Registry
 
 PASSES: Registry[Callable[[Graph], Graph]] = Registry("graph pass")
 
-from trainctl.compile.passes import algebra, cleanup, fuse, liveness, optimizer, reuse  # noqa: E402,F401
+from trainctl.compile.passes import (  # noqa: E402,F401
+    algebra, cleanup, fuse, liveness, optimizer, reuse, xent)
 
 # The order used by tc.function and graph execution; liveness must come last.
 DEFAULT_PASSES = ("constant_folding", "algebraic_simplification", "cse", "dce", "fuse_addmm",
-                  "foreach_optimizer", "dce", "buffer_reuse", "liveness")
+                  "fuse_softmax_xent", "foreach_optimizer", "dce", "buffer_reuse", "liveness")
 
 
 def run_passes(graph: Graph, names: Sequence[str]) -> Graph:

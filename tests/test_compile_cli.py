@@ -1,0 +1,71 @@
+"""The CLI of graph mode: ``trainctl graph --ir``, ``train``/``eval --execution``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainctl.cli.app import app
+
+SPEC = str(Path(__file__).resolve().parent.parent / "specs" / "iris_mlp.yaml")
+runner = CliRunner()
+
+
+def test_graph_ir_prints_the_optimised_training_step():
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "--set", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("graph train_step")
+    assert "addmm" in res.output and "free(" in res.output
+    assert "optimizer_update" in res.output or "adam_foreach" in res.output
+    traced = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "traced", "--set", "device=cpu"])
+    assert traced.exit_code == 0 and "matmul_nd" in traced.output and "free(" not in traced.output
+    assert "addmm" not in traced.output
+
+
+def test_graph_ir_python_of_the_eval_step_and_a_dot_file(tmp_path):
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "--python", "--step", "eval",
+                              "--set", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    assert "def run(inputs):" in res.output and "optimizer" not in res.output
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "-o", str(tmp_path / "ir.dot"),
+                              "--set", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ir.dot").read_text().startswith('digraph "train_step"')
+
+
+def test_graph_ir_unknown_pass_is_one_error_line():
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "nope", "--set", "device=cpu"])
+    assert res.exit_code == 2
+    assert "unknown pass 'nope'" in res.output and "Traceback" not in res.output
+
+
+def _losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["loss"] for x in lines if json.loads(x).get("kind") == "epoch"]
+
+
+def test_train_with_execution_graph_records_the_eager_losses(tmp_path):
+    runs = {}
+    for mode in ("eager", "graph"):
+        runs[mode] = tmp_path / mode
+        res = runner.invoke(app, ["train", SPEC, "--execution", mode, "--epochs", "2", "--quiet",
+                                  "--run-dir", str(runs[mode]), "--set", "device=cpu"])
+        assert res.exit_code == 0, res.output
+    assert _losses(runs["graph"]) == pytest.approx(_losses(runs["eager"]), rel=1e-6)
+    res = runner.invoke(app, ["eval", SPEC, "--checkpoint", str(runs["graph"]),
+                              "--execution", "graph", "--json"])
+    assert res.exit_code == 0, res.output
+    graph_eval = json.loads(res.output.strip().splitlines()[-1])
+    res = runner.invoke(app, ["eval", SPEC, "--checkpoint", str(runs["graph"]), "--json"])
+    assert json.loads(res.output.strip().splitlines()[-1])["loss"] == \
+        pytest.approx(graph_eval["loss"], rel=1e-6)
+
+
+def test_unknown_execution_is_a_spec_error(tmp_path):
+    res = runner.invoke(app, ["train", SPEC, "--execution", "turbo", "--run-dir",
+                              str(tmp_path / "r")])
+    assert res.exit_code == 2 and "execution" in res.output
+    assert not (tmp_path / "r").exists()
