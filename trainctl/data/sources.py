@@ -30,7 +30,8 @@ class SourceData:
 
     - ``x``: float32 [N, ...] features, or str [N] texts (for a tokenize step).
     - ``y``: [N] int64 class indices in [0, num_classes) for classification, or float32
-      targets for regression (``num_classes`` None).
+      targets for regression (``num_classes`` None); [N, ...] for a label per position
+      (a language model's next tokens [N, T]).
     - ``feature_names``, ``class_names``: optional tuples of str.
     - ``description``: where the data came from.
 
@@ -47,9 +48,9 @@ class SourceData:
 
     def __post_init__(self) -> None:
         x, y = np.asarray(self.x), np.asarray(self.y)
-        if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
             raise DataError(f"source data: x of shape {list(x.shape)} and y of shape "
-                            f"{list(y.shape)} do not hold the same number N of samples, y being [N]")
+                            f"{list(y.shape)} do not hold the same number N of samples")
         if x.dtype.kind == "U":      # text, to be tokenized by a pipeline step
             object.__setattr__(self, "x", x)
         elif not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
