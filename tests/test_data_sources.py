@@ -254,3 +254,24 @@ def test_digits_png_folder():
 def test_datasets_folder_is_small():
     total = sum(p.stat().st_size for p in DATASETS.rglob("*") if p.is_file())
     assert total < 1_000_000
+
+
+def test_char_sequences_windows_and_next_characters(tmp_path):
+    (tmp_path / "a.txt").write_text("abcabd\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("ba", encoding="utf-8")
+    data = load_source({"type": "char_sequences", "path": "*.txt", "sequence_length": 3,
+                        "stride": 2}, base_dir=tmp_path)
+    text = "abcabd\nba"
+    vocab = sorted(set(text))
+    assert data.class_names == tuple(vocab) and data.num_classes == len(vocab) == 5
+    starts = range(0, len(text) - 3, 2)
+    expect_x = [[vocab.index(c) for c in text[s:s + 3]] for s in starts]
+    expect_y = [[vocab.index(c) for c in text[s + 1:s + 4]] for s in starts]
+    np.testing.assert_array_equal(data.x, expect_x)
+    np.testing.assert_array_equal(data.y, expect_y)
+    assert data.x.dtype == np.float32 and data.y.dtype == np.int64 and data.y.shape == (3, 3)
+    with pytest.raises(DataError, match="fewer than sequence_length"):
+        load_source({"type": "char_sequences", "path": "b.txt", "sequence_length": 2},
+                    base_dir=tmp_path)
+    splits = build_splits(data, validation=0.3, test=0.0, batch_size=2)  # not stratified
+    assert splits.sizes == {"train": 2, "validation": 1, "test": 0}

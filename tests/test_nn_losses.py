@@ -199,3 +199,23 @@ def test_loss_config():
     from pydantic import ValidationError
     with pytest.raises(ValidationError, match="from_logits"):
         loss_fn("mean_squared_error", from_logits=True)
+
+
+def test_sparse_categorical_crossentropy_per_position_against_torch():
+    """Labels [B, T] and logits [B, T, C] (a language model): each sample's loss is the mean
+    over its T positions of torch's cross_entropy; gradients match torch.autograd."""
+    z = logits64(11, (B, 5, C))
+    labels = torch.randint(0, C, (B, 5), generator=gen(12))
+    ours_z = tc.Variable(z.clone())
+    with tc.GradientTape() as tape:
+        per_sample = loss_fn("sparse_categorical_crossentropy", from_logits=True)(
+            tc.tensor(labels), ours_z)
+        total = tc.ops.sum(per_sample)
+    zt = z.clone().requires_grad_(True)
+    ref = F.cross_entropy(zt.reshape(-1, C), labels.reshape(-1), reduction="none").reshape(B, 5)
+    ref.mean(dim=1).sum().backward()
+    assert tuple(per_sample.shape) == (B,)
+    torch.testing.assert_close(per_sample.data, ref.mean(dim=1).detach())
+    torch.testing.assert_close(tape.gradient(total, ours_z).data, zt.grad)
+    with pytest.raises(ShapeError, match=r"labels \[6,4\] do not fit predictions \[6,5,4\]"):
+        loss_fn("sparse_categorical_crossentropy")(tc.tensor(labels[:, :4]), tc.tensor(z))

@@ -19,6 +19,7 @@ from trainctl.data.parallel import ElementTransform
 from trainctl.data.structure import TensorSpec
 from trainctl.data.sources import SourceData, load_source, sources
 from trainctl.data import file_sources as _file_sources  # noqa: F401  (registers file sources)
+from trainctl.data import text_sources as _text_sources  # noqa: F401  (char_sequences)
 from trainctl.data.splits import Splits, Stats, build_splits
 from trainctl.data.transforms import Transform, transforms
 from trainctl.data.pipeline import DataPlan, plan_data

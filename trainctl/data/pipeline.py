@@ -298,7 +298,7 @@ class DataPlan:
         if self.source is not None:
             data = self._load(self.source, seed)
             sizes = _split_sizes(len(data), self.data.split.validation, self.data.split.test)
-            labels = data.y if data.num_classes is not None else None
+            labels = data.y if data.num_classes is not None and data.y.ndim == 1 else None
             index = _split_indices(len(data), sizes, labels, seed)
             self.class_names = data.class_names
             return {name: (data.x[i], data.y[i], data.num_classes) for name, i in index.items()}

@@ -72,7 +72,7 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
 
     A split with fraction f > 0 gets ``max(1, round(f * N))`` samples, f = 0 an empty
     dataset; train gets the rest. For classification the split is stratified by class
-    (unless ``stratify`` is false). The train dataset is shuffled each epoch from
+    (unless ``stratify`` is false, or the labels are not one per sample). The train dataset is shuffled each epoch from
     ``seed`` (when ``shuffle``) and batched by ``batch_size`` with ``drop_remainder``;
     validation and test keep the source order and are batched by ``eval_batch_size``,
     never dropping. ``shard`` ``(num_shards, index)``: the train dataset is this replica's
@@ -90,7 +90,8 @@ def build_splits(source_data: SourceData, validation: float = 0.1, test: float =
     if drop_remainder and sizes["train"] < batch_size:
         raise DataError(f"build_splits: batch_size {batch_size} with drop_remainder leaves no "
                         f"training batch from {sizes['train']} training samples")
-    labels = source_data.y if source_data.num_classes is not None and stratify else None
+    labels = source_data.y if source_data.num_classes is not None and stratify \
+        and source_data.y.ndim == 1 else None  # labels per position: not stratified
     index = _split_indices(len(source_data), sizes, labels, seed)
 
     x, y = source_data.x, source_data.y

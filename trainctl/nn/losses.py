@@ -48,19 +48,24 @@ def _log_probs(y_pred: Tensor, from_logits: bool) -> Tensor:
 
 @losses.register("sparse_categorical_crossentropy")
 class SparseCategoricalCrossentropy(Loss, kinds.SparseCategoricalCrossentropy):
-    """-log p[label] for integer labels [batch] and scores [batch, classes].
+    """-log p[label] for integer labels [batch] and scores [batch, classes]; for labels
+    per position [batch, T...] and scores [batch, T..., classes] (a language model), the
+    mean over the positions, so each sample's loss is its mean per-token cross-entropy.
 
     With ``from_logits`` the log-probabilities come from a stable log_softmax (finite for
     logits of ±1e8); otherwise probabilities are clipped to [1e-7, 1 - 1e-7] (Keras).
     """
 
     def __call__(self, y_true, y_pred):
-        if y_pred.ndim != 2 or y_true.ndim != 1 or y_true.shape[0] != y_pred.shape[0]:
+        if y_pred.ndim < 2 or tuple(y_true.shape) != tuple(y_pred.shape[:-1]):
             raise ShapeError(f"sparse_categorical_crossentropy: labels {fmt_shape(y_true.shape)} "
                              f"do not fit predictions {fmt_shape(y_pred.shape)}")
-        logp = _log_probs(y_pred, self.config.from_logits)
-        picked = ops.take_along_axis(logp, ops.reshape(y_true, (-1, 1)), axis=1)
-        return -ops.reshape(picked, (-1,))
+        batch, classes = y_pred.shape[0], y_pred.shape[-1]
+        flat = y_pred if y_pred.ndim == 2 else ops.reshape(y_pred, (-1, classes))
+        logp = _log_probs(flat, self.config.from_logits)
+        picked = -ops.reshape(ops.take_along_axis(logp, ops.reshape(y_true, (-1, 1)), axis=1),
+                              (-1,))
+        return picked if y_pred.ndim == 2 else ops.mean(ops.reshape(picked, (batch, -1)), axis=1)
 
 
 @losses.register("categorical_crossentropy")

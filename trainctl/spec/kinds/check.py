@@ -173,7 +173,7 @@ def _model_problems(doc: SpecDoc, input_shape: Shape, output_shape: Shape,
                           f"input_shape {fmt_shape(input_shape)} does not match the data: source "
                           f"{data.source!r} gives samples of shape {fmt_shape(data.input_shape)}")]
     name, classes = loss.registered_name, data.num_classes
-    need = loss.expected_output(classes)
+    need = loss.expected_output(classes, tuple(data.label_shape or ()))
     layers = doc.get(LAYERS)
     last = LAYERS + (len(layers) - 1,) if isinstance(layers, list) and layers else ("model",)
     last = output_path or last

@@ -34,21 +34,24 @@ class LossKind:
     labels: ClassVar[str] = "values"
 
     @classmethod
-    def expected_output(cls, num_classes: int | None) -> tuple[int, ...] | None:
+    def expected_output(cls, num_classes: int | None,
+                        label_shape: tuple[int, ...] = ()) -> tuple[int, ...] | None:
         """The model output shape (batch excluded) this loss needs for data with
-        ``num_classes`` classes (None: regression), or None if it has no requirement."""
+        ``num_classes`` classes (None: regression) and labels of ``label_shape`` (one
+        sample's), or None if it has no requirement."""
         return None
 
 
 @loss_kinds.register("sparse_categorical_crossentropy")
 class SparseCategoricalCrossentropy(LossKind):
-    """Integer labels; output ``[classes]``."""
+    """Integer labels; output ``[classes]``, or ``[T..., classes]`` for labels ``[T...]``
+    (one per position)."""
 
     labels = "classes"
 
     @classmethod
-    def expected_output(cls, num_classes):
-        return (num_classes,) if num_classes else None
+    def expected_output(cls, num_classes, label_shape=()):
+        return (*label_shape, num_classes) if num_classes else None
 
 
 @loss_kinds.register("categorical_crossentropy")
@@ -58,7 +61,7 @@ class CategoricalCrossentropy(LossKind):
     labels = "classes"
 
     @classmethod
-    def expected_output(cls, num_classes):
+    def expected_output(cls, num_classes, label_shape=()):
         return (num_classes,) if num_classes else None
 
 
@@ -69,7 +72,7 @@ class BinaryCrossentropy(LossKind):
     labels = "binary"
 
     @classmethod
-    def expected_output(cls, num_classes):
+    def expected_output(cls, num_classes, label_shape=()):
         return (1,) if num_classes == 2 else None
 
 
