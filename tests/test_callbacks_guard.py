@@ -220,3 +220,33 @@ def test_cli_stops_with_exit_code_1_and_keeps_the_run(tmp_path):
     assert state["kind"] == "stop"
     assert f"step-{state['step']:09d} holds the state before this batch" in line
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+def test_stop_checks_at_the_next_record_and_goes_back_to_the_state_before_the_bad_batch(
+        tmp_path):
+    """``stop`` reads its flags at step records only (no synchronisation per step): the bad
+    step 12 is found at the record of step 15, and the weights (batch normalization's
+    statistics included), the counters and the epoch's sums are put back to those after
+    step 11 by replaying steps 10 and 11."""
+    run = tmp_path / "run"
+    rec = Recorder()
+    text = spec_text(train="{epochs: 3, log_every_n_steps: 5}").replace(
+        "    - {type: dropout, rate: 0.3}\n",
+        "    - {type: batch_normalization}\n    - {type: dropout, rate: 0.3}\n")
+    trainer = new_trainer(make_spec(text), run, rec)
+    poison(trainer, 12, "backward")
+    with pytest.raises(NonFiniteError) as exc:
+        trainer.fit()
+    message = str(exc.value)
+    assert "non-finite gradient at step 12 (epoch 2, batch 3): backward: the gradient op " \
+           "'sqrt' of layer 'dense' (dense) gives its input 0 is nan" in message, message
+    assert max(rec.weights) == 15  # steps 13-15 ran before the check
+    assert (trainer.step, trainer.epoch, trainer.batch) == (11, 1, 2)
+    weights, _, state = load_checkpoint(run / "checkpoints" / "latest")
+    assert (state["kind"], state["step"], state["data"]["batch"]) == ("stop", 11, 2)
+    assert same_weights(weights, rec.weights[11]) and same_weights(weights, weights_of(trainer))
+    assert torch.isfinite(weights["batch_normalization/moving_mean"]).all()
+    progress = state["epoch_progress"]
+    assert progress["count"] == 32
+    assert progress["loss_sum"]["values"][0] == pytest.approx(16 * (rec.losses[10] +
+                                                                     rec.losses[11]), rel=1e-6)

@@ -156,7 +156,8 @@ def _list_index(items: list, part: Any, override: Override, where: KeyPath) -> i
 
 
 FLAGS = {"seed": ("--seed", ("seed",)), "epochs": ("--epochs", ("train", "epochs")),
-         "device": ("--device", ("device",)), "execution": ("--execution", ("execution",))}
+         "device": ("--device", ("device",)), "execution": ("--execution", ("execution",)),
+         "precision": ("--precision", ("precision",))}
 
 
 def flag_overrides(**values: Any) -> list[Override]:

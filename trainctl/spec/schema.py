@@ -180,6 +180,7 @@ class Spec(Config):
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = Field("auto", min_length=1)
     execution: Literal["eager", "graph"] = "eager"
+    precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"  # trainctl.backend.precision
     data: DataConfig
     model: ModelConfig
     loss: NamedSection

@@ -1,18 +1,30 @@
 """``nonfinite_guard``: no update with a non-finite loss or gradient ever reaches the weights.
 
-Before every step of ``Trainer.fit`` the guard notes the random generators (and, with
-``rollback``, keeps an in-memory snapshot of weights and optimizer state every
-``snapshot_every_n_steps`` steps); between the gradients and the update,
-:meth:`NonFiniteGuard.check` looks at the loss and every gradient (one host-device
+With ``skip_batch`` and ``rollback``, before every step of ``Trainer.fit`` the guard notes
+the random generators (and, with ``rollback``, keeps an in-memory snapshot of weights and
+optimizer state every ``snapshot_every_n_steps`` steps); between the gradients and the
+update, :meth:`NonFiniteGuard.check` looks at the loss and every gradient (one host-device
 synchronisation per step). When one is NaN or ±inf the update is not applied, the batch
 is re-run to find the first op that produced a non-finite value
 (:func:`trainctl.train.nonfinite.locate_nonfinite`), and the policy acts: ``stop``,
 ``skip_batch`` or ``rollback`` (options in :mod:`trainctl.spec.kinds.callbacks`).
+
+``stop`` (the default) costs no synchronisation per step: each step only computes a
+device-side flag and notes its batch and generator states; :meth:`NonFiniteGuard.settle`
+reads the flags at once wherever the trainer reads the device anyway (step records, the
+progress display, evaluations, checkpoints, the end of an epoch) and at least every
+:data:`MAX_PENDING` steps. When a flag is set, the weights, optimizer, metrics and
+generators are put back as they were at the first unchecked step (a snapshot taken there:
+one copy of the weights and optimizer state per check), the good steps before the first
+bad one are replayed (the same batches and random draws, so the state is bit for bit the
+one before the bad batch) and the guard stops there as the synchronous check would: same
+report, same checkpoint.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+import copy
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import torch
 
@@ -34,13 +46,42 @@ class NonFiniteError(TrainctlError):
     exit_code = 1
 
 
+MAX_PENDING = 100
+"""The most steps the ``stop`` policy leaves unchecked (their batches are kept until then)."""
+
+
+def finite_flags(loss: Tensor, grads: Sequence[Any]) -> torch.Tensor:
+    """``[loss finite, loss and every gradient finite]``: a bool tensor on the device (no
+    synchronisation)."""
+    flags = [torch.isfinite(g.data if isinstance(g, Tensor) else g).all()
+             for g in grads if g is not None]
+    loss_ok = torch.isfinite(loss.data).all()
+    every = torch.stack([loss_ok, *flags]).all()
+    return torch.stack([loss_ok, every])
+
+
 def all_finite(loss: Tensor, grads: Sequence[Any]) -> bool:
     """Whether the loss and every gradient are finite (one device synchronisation)."""
-    flags = [torch.isfinite(loss.data).all()]
-    for g in grads:
-        if g is not None:
-            flags.append(torch.isfinite(g.data if isinstance(g, Tensor) else g).all())
-    return bool(torch.stack(flags).all())
+    return bool(finite_flags(loss, grads)[1])
+
+
+class _Pending(NamedTuple):
+    """An unchecked step of the ``stop`` policy: where it ran, what it ran on."""
+
+    step: int  # trainer step before it
+    epoch: int
+    batch: int
+    rng: tuple
+    x: Tensor
+    y: Tensor
+    sums: tuple  # the trainer's epoch sums before it
+    flags: torch.Tensor  # finite_flags of the step
+
+
+def _metric_copy(metric) -> dict[str, Any]:
+    """A metric's attributes, tensors cloned on their device (no synchronisation)."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else copy.copy(v)
+            for k, v in vars(metric).items()}
 
 
 def _rng_now() -> tuple[dict, torch.Tensor]:
@@ -69,6 +110,14 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         self.last_failure: int | None = None  # trainer step of the last non-finite batch
         self._rng_before: tuple | None = None
         self._frozen: list = []
+        self._pending: list[_Pending] = []
+        self._window: tuple | None = None  # the state before the first pending step
+        self._replaying = False
+
+    @property
+    def deferred(self) -> bool:
+        """Whether steps are checked at :meth:`settle` rather than one by one."""
+        return self.config.policy == "stop"
 
     @property
     def active(self) -> bool:
@@ -81,6 +130,17 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         self.refused = False
         self._rng_before = _rng_now()
         t = self.trainer
+        if self.deferred:
+            if self._replaying:
+                return
+            if len(self._pending) >= MAX_PENDING:
+                self.settle()
+            if not self._pending:  # the state a replay starts from
+                opt = t.setup.optimizer.state_dict()
+                self._window = ({k: v.detach().clone() for k, v in
+                                 t.setup.model.state_dict().items()}, opt,
+                                [_metric_copy(m) for m in t.setup.metrics])
+            return
         self._frozen = [(v, v.data.clone()) for v in t.setup.model.variables if not v.trainable]
         if self.config.policy == "rollback" and (
                 self.snapshot is None or t.step % self.config.snapshot_every_n_steps == 0):
@@ -91,6 +151,11 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         """True when the update may be applied; otherwise act on the policy and return
         False (or raise NonFiniteError)."""
         t = self.trainer
+        if self.deferred:
+            if not self._replaying:
+                self._pending.append(_Pending(t.step, t.epoch, t.batch, self._rng_before, x, y,
+                                              t._epoch_sums, finite_flags(loss, grads)))
+            return True
         if all_finite(loss, grads):
             # in a row: skips without a good step between, rollbacks without
             # snapshot_every_n_steps good steps since the last one
@@ -100,12 +165,17 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
             return True
         self.refused, self.last_failure = True, t.step
         self._restore_frozen()  # the failing forward pass updated them with this batch
+        return self._failed(bool(torch.isfinite(loss.data).all()), x, y)
+
+    def _failed(self, loss_finite: bool, x: Tensor, y: Tensor) -> bool:
+        """Diagnose the step about to run on (x, y) from ``_rng_before``; act on the policy."""
+        t = self.trainer
         after = _rng_now()
         _set_rng(self._rng_before)  # the same dropout masks as the failing step
         finding = locate_nonfinite(t.setup, x, y)
         _set_rng(after)
         self._restore_frozen()
-        where = (f"non-finite {'loss' if not bool(torch.isfinite(loss.data).all()) else 'gradient'}"
+        where = (f"non-finite {'gradient' if loss_finite else 'loss'}"
                  f" at step {t.step + 1} (epoch {t.epoch + 1}, batch {t.batch + 1}): {finding}")
         policy = self.config.policy
         self.in_a_row += 1
@@ -118,6 +188,48 @@ class NonFiniteGuard(Callback, kinds.NonFiniteGuard):
         else:
             self._rollback(where)
         return False
+
+    def settle(self) -> None:
+        """Check the pending steps of the ``stop`` policy (one synchronisation); on a
+        non-finite one, go back to the state before it and stop (NonFiniteError)."""
+        if not self._pending or self._replaying:
+            return
+        pending, self._pending = self._pending, []
+        flags = torch.stack([p.flags for p in pending]).tolist()  # the one synchronisation
+        bad = next((i for i, (_, ok) in enumerate(flags) if not ok), None)
+        if bad is None:
+            return
+        self._replay(pending[:bad])
+        t, failing = self.trainer, pending[bad]
+        t.step, t.epoch, t.batch, t._epoch_sums = (failing.step, failing.epoch, failing.batch,
+                                                   failing.sums)
+        self._rng_before = failing.rng  # and the values the diagnosis re-run changes:
+        self._frozen = [(v, v.data.clone()) for v in t.setup.model.variables if not v.trainable]
+        _set_rng(failing.rng)
+        self.refused, self.last_failure = True, t.step
+        self._failed(bool(flags[bad][0]), failing.x, failing.y)
+
+    def _replay(self, good: list[_Pending]) -> None:
+        """Back to the state before the first pending step, then those steps again."""
+        t = self.trainer
+        s = t.setup
+        weights, (slots, meta), metrics = self._window
+        s.model.load_state_dict(weights)
+        s.optimizer.load_state_dict(slots, meta)
+        for m, state in zip(s.metrics, metrics):
+            for key, value in state.items():
+                setattr(m, key, value)
+        self._replaying = True
+        try:
+            for p in good:
+                t.step, t.epoch, t.batch = p.step, p.epoch, p.batch
+                _set_rng(p.rng)
+                t._before_step()
+                _, pred = t.train_step(p.x, p.y)
+                for m in s.metrics:
+                    m.update(p.y, pred)
+        finally:
+            self._replaying = False
 
     def _restore_frozen(self) -> None:
         for v, value in self._frozen:

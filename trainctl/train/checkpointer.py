@@ -81,7 +81,9 @@ class Checkpointer:
 
     # ---- writing ---------------------------------------------------------------------
     def save(self, kind: str, best: bool = False) -> Path:
-        """Write a checkpoint of the trainer now (between steps). Raises CheckpointError."""
+        """Write a checkpoint of the trainer now (between steps), once the non-finite guard
+        has checked the steps before it. Raises CheckpointError (NonFiniteError)."""
+        self.trainer.settle()
         weights, optimizer, state = train_state.capture(self.trainer, kind)
         name = step_name(self.trainer.step)
         path = self.store.save(name, weights, optimizer, state, best=best,
@@ -119,6 +121,7 @@ class Checkpointer:
 
     def save_final(self) -> Path:
         """``checkpoints/final`` (complete training) and ``latest`` pointing at it."""
+        self.trainer.settle()
         weights, optimizer, state = train_state.capture(self.trainer, "final")
         path = save_checkpoint(self.store.root / "final", weights, optimizer, state)
         write_pointer(self.store.root / "latest", "final")

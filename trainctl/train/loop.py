@@ -18,9 +18,11 @@ import torch
 from trainctl.autodiff import GradientTape, no_grad, ops
 from trainctl.autodiff.tensor import Tensor
 from trainctl.backend import manual_seed
+from trainctl.backend.precision import precision_scope
 from trainctl.data import Dataset
 from trainctl.io import RunDir, save_checkpoint
 from trainctl.nn.regularizers import regularization_loss
+from trainctl.optim.loss_scale import DynamicLossScaler
 from trainctl.train import state as train_state
 from trainctl.train.callbacks import Callback, CallbackList
 from trainctl.train.checkpointer import Checkpointer
@@ -90,6 +92,8 @@ class Trainer(Control):
         self._epoch_elapsed = 0.0
         self.input_wait = 0.0  # of the last epoch: seconds waiting for batches / training seconds
         self.checkpointer = Checkpointer(self, run_dir) if run_dir is not None else None
+        self.scaler = (DynamicLossScaler(setup.device) if setup.spec.precision == "fp16"
+                       else None)  # float16 runs: dynamic loss scaling
         self.callbacks.callbacks[:0] = self._init_control()  # the spec's schedule, callbacks
 
     # ---- one step ---------------------------------------------------------------------
@@ -107,7 +111,16 @@ class Trainer(Control):
             penalty = regularization_loss(s.model.layers)  # kernel/bias regularizers
             if penalty is not None:
                 loss = loss + penalty
-        grads = self.gradients(tape, loss, params)
+        if self.scaler is None:
+            grads = self.gradients(tape, loss, params)
+        else:  # fp16: scale the loss, unscale the gradients, skip the step on inf/NaN
+            grads = self.gradients(tape, loss * Tensor(self.scaler.scale), params)
+            grads = [None if g is None else Tensor(g) for g in self.scaler.unscale(
+                [None if g is None else g.data for g in grads])]
+            skip = self.scaler.should_skip()
+            self.scaler.update()
+            if skip:
+                return per_sample.detach(), pred.detach()
         if self.guard is not None and not self.guard.check(loss, grads, x, y):
             return per_sample.detach(), pred.detach()  # no update: the guard's policy acted
         s.optimizer.step(grads, weight=x.shape[0])  # weight: in a gradient accumulation
@@ -136,22 +149,23 @@ class Trainer(Control):
                                        "initial_epoch": self.epoch, "initial_step": self.step})
         self.guard = self._guard
         try:
-            while not self.finished and "stop" not in self.requests:
-                record = self._train_epoch(self.epoch + 1)
-                if record is None:
-                    break  # stopped between two steps of the epoch
-                self.epoch, self.batch = self.epoch + 1, 0
-                self.history.append(record)
-                if self.run_dir is not None:  # + the share of training time waiting for input
-                    self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
-                self._epoch_recorded(record)
-                if self.checkpointer is not None:
-                    self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
-                self.requests.discard("snapshot")
-            if self.finished:
-                self.callbacks.on_train_complete()
-                if self.checkpointer is not None:
-                    self.checkpointer.save_final()
+            with precision_scope(s.spec.precision):  # matmul/conv dtype, TF32 flags
+                while not self.finished and "stop" not in self.requests:
+                    record = self._train_epoch(self.epoch + 1)
+                    if record is None:
+                        break  # stopped between two steps of the epoch
+                    self.epoch, self.batch = self.epoch + 1, 0
+                    self.history.append(record)
+                    if self.run_dir is not None:  # + the share of training time waiting
+                        self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
+                    self._epoch_recorded(record)
+                    if self.checkpointer is not None:
+                        self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
+                    self.requests.discard("snapshot")
+                if self.finished:
+                    self.callbacks.on_train_complete()
+                    if self.checkpointer is not None:
+                        self.checkpointer.save_final()
         finally:
             self.guard = None
         self.callbacks.on_train_end(self.history)
@@ -187,6 +201,8 @@ class Trainer(Control):
                  if hasattr(c, "state_dict") and hasattr(c, "load_state_dict")}
         if self.checkpointer is not None:
             found[self.checkpointer.state_key] = self.checkpointer
+        if self.scaler is not None:
+            found["loss_scale"] = self.scaler
         return found
 
     def epoch_seconds(self) -> float:
@@ -225,8 +241,10 @@ class Trainer(Control):
             self.batch += 1
             step_record = self._step_record(last)
             if not last and self._after_step(step_record):
+                self.settle()
                 self._progress = train_state.capture_progress(self)  # for a later fit()
                 return None
+        self.settle()  # the guard's pending checks, before the epoch's values are read
         s.optimizer.flush()  # gradients accumulated in this epoch and not yet applied
         self.input_wait = round(batches.waited / max(time.perf_counter() - train_start, 1e-9), 4)
         record: dict[str, Any] = {"kind": "epoch", "epoch": epoch, "step": self.step,
@@ -245,6 +263,7 @@ class Trainer(Control):
 
     def running_logs(self) -> dict[str, float]:
         """The current epoch's running loss and metrics (reads the device: call sparingly)."""
+        self.settle()
         total, count = self._epoch_sums
         logs = {"loss": float(total.item()) / count} if total is not None and count else {}
         for m in self.setup.metrics:
@@ -252,8 +271,16 @@ class Trainer(Control):
                 logs.update(m.results())
         return logs
 
+    def settle(self) -> None:
+        """Run the non-finite guard's pending checks (``policy: stop`` checks steps where
+        the device is read anyway; see trainctl.train.callbacks_guard). Raises
+        NonFiniteError when one of them failed."""
+        if self.guard is not None:
+            self.guard.settle()
+
     def save(self, path, kind: str = "manual"):
         """Write a complete checkpoint of the trainer's current state at ``path``."""
+        self.settle()
         return save_checkpoint(path, *train_state.capture(self, kind))
 
 
@@ -293,13 +320,14 @@ def training_seed(seed: int) -> int:
 
 
 def evaluate(setup: Setup, dataset: Dataset) -> dict[str, float]:
-    """Mean loss and metrics over ``dataset`` (per sample), in evaluation mode, no tape;
-    with the optimizer's moving average of the weights when it keeps one (``use_ema``)."""
+    """Mean loss and metrics over ``dataset`` (per sample), in evaluation mode, no tape,
+    in the spec's ``precision``; with the optimizer's moving average of the weights when it
+    keeps one (``use_ema``)."""
     s = setup
     metrics = [m.fresh() for m in s.metrics]  # same options, empty state
     total, count = None, 0
     graph = graph_steps(s)
-    with no_grad(), s.optimizer.ema_weights():
+    with no_grad(), s.optimizer.ema_weights(), precision_scope(s.spec.precision):
         epoch, dataset.epoch = dataset.epoch, dataset.epoch + 1   # as iter(dataset) does
         for x, y in device_batches(dataset, s.device, epoch):
             if graph is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from trainctl.backend import manual_seed, resolve_device
+from trainctl.backend.precision import supported as precision_supported
 from trainctl.data import Splits, plan_data
 from trainctl.data.facts import label_shape
 from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
@@ -110,6 +111,9 @@ def prepare(spec: Spec, device: str | torch.device | None = None,
             raise
         check.add(("device",), str(exc))
         dev = resolve_device("cpu")  # keep checking the rest of the spec
+    problem = precision_supported(spec.precision, dev)
+    if problem is not None:
+        check.add(("precision",), problem)
     manual_seed(spec.seed)
 
     plan = None

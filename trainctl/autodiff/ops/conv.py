@@ -27,6 +27,7 @@ from trainctl.autodiff.ops.core import _as_tensors, defop, fmt_shape
 from trainctl.autodiff.ops.movement import expand_dims, reshape
 from trainctl.autodiff.ops.window import Window, ints, padding_mode, window
 from trainctl.autodiff.tensor import Tensor
+from trainctl.backend.precision import back_to_float32, low_precision
 from trainctl.errors import DTypeError, ShapeError
 
 _LAYOUT = {1: ("[N,C,L]", "k"), 2: ("[N,C,H,W]", "kh,kw")}
@@ -94,8 +95,9 @@ def conv2d(x, kernel, strides=1, padding="valid", dilation=1, groups=1):
     """
     check_floating("conv2d", input=x, kernel=kernel)
     win = conv_window("conv2d", x.shape, kernel.shape, strides, padding, dilation, groups, 2)
-    x, pad = _padded(x, win)
-    return F.conv2d(x, kernel, None, win.strides, pad, win.dilation, groups)
+    xp, pad = _padded(x, win)
+    lx, lk = low_precision(xp, kernel)  # precision policy (trainctl.backend.precision)
+    return back_to_float32(F.conv2d(lx, lk, None, win.strides, pad, win.dilation, groups), (x,))
 
 
 @conv2d.defvjp
@@ -157,7 +159,8 @@ def conv2d_transpose(x, kernel, strides=1, padding="valid", dilation=1, groups=1
         raise ShapeError(f"{op}: output_shape {fmt_shape(m)} does not fit input "
                          f"{fmt_shape(x.shape)}: conv2d with these attributes maps "
                          f"{fmt_shape(m)} to {fmt_shape(win.out)}")
-    return _transpose_kernel(x, kernel, win, m, groups)
+    lx, lk = low_precision(x, kernel)  # precision policy (trainctl.backend.precision)
+    return back_to_float32(_transpose_kernel(lx, lk, win, m, groups), (x,))
 
 
 def _transpose_kernel(x, kernel, win: Window, m, groups) -> torch.Tensor:
@@ -202,9 +205,10 @@ def conv2d_weight_grad(x, g, kernel_size, strides=1, padding="valid", dilation=1
                          f"of input {fmt_shape(x.shape)} with kernel {fmt_shape(k_shape)} "
                          f"({fmt_shape((x.shape[0], g.shape[1]) + win.out)})")
     xp, pad = _padded(x, win)
-    return torch.ops.aten.convolution_backward(
-        g, xp, x.new_empty(k_shape), None, list(win.strides), list(pad), list(win.dilation),
-        False, [0, 0], groups, [False, True, False])[1]
+    lg, lx = low_precision(g, xp)  # precision policy (trainctl.backend.precision)
+    return back_to_float32(torch.ops.aten.convolution_backward(
+        lg, lx, lx.new_empty(k_shape), None, list(win.strides), list(pad), list(win.dilation),
+        False, [0, 0], groups, [False, True, False])[1], (x,))
 
 
 @conv2d_weight_grad.defvjp

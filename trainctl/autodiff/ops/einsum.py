@@ -14,6 +14,7 @@ import string
 import torch
 
 from trainctl.autodiff.ops.core import _as_tensors, defop, fmt_shape
+from trainctl.backend.precision import back_to_float32, low_precision
 from trainctl.autodiff.ops.movement import broadcast_to, reshape
 from trainctl.autodiff.tensor import Tensor
 from trainctl.errors import ShapeError
@@ -60,7 +61,7 @@ def _einsum(*xs, equation):
     """Einstein summation for an explicit equation of letters (``ij,jk->ik``)."""
     terms, out = _split(equation)
     _check(equation, terms, out, [x.shape for x in xs])
-    return torch.einsum(equation, *xs)
+    return back_to_float32(torch.einsum(equation, *low_precision(*xs)), xs)  # precision policy
 
 
 @_einsum.defvjp

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from trainctl.autodiff.ops.core import defop, fmt_shape
+from trainctl.backend.precision import back_to_float32, low_precision
 from trainctl.autodiff.ops.movement import reshape, swapaxes
 from trainctl.autodiff.tensor import Tensor
 from trainctl.errors import ShapeError
@@ -23,7 +24,7 @@ def matmul_nd(a, b):
     except RuntimeError:
         raise ShapeError(f"matmul: cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)} "
                          f"(batch axes do not broadcast)") from None
-    return torch.matmul(a, b)
+    return back_to_float32(torch.matmul(*low_precision(a, b)), (a, b))  # precision policy
 
 
 @matmul_nd.defvjp
