@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, out, user_errors
 
 
 def bench_command(
@@ -18,8 +18,7 @@ def bench_command(
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per "
                                              "step (default: the spec's first train batch)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
-                                         "(default: the spec's device)."),
+    device: DeviceOption = None,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op "
                                           "threads (default: torch's choice)."),
     compare_torch: bool = typer.Option(False, "--compare-torch", help="Also time the same "

@@ -12,7 +12,7 @@ import contextlib
 import io
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -25,6 +25,15 @@ SET_HELP = ("Override a spec value, e.g. --set optimizer.learning_rate=3e-4 or "
 #: The ``--set KEY=VALUE`` option of every command that reads a SPEC (one definition):
 #: ``sets: SetOption = []``; pass the list to ``load_spec``/``load_doc`` as overrides.
 SetOption = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)]
+#: ``device: DeviceOption = None`` on every command that runs a model (None: the spec's).
+DeviceOption = Annotated[Optional[str], typer.Option(
+    "--device", metavar="DEVICE", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then "
+    "CPU); default: the spec's device. One that is not there is an error listing those that are.")]
+#: ``precision: PrecisionOption = None``: overrides the spec's ``precision``.
+PrecisionOption = Annotated[Optional[str], typer.Option(
+    "--precision", metavar="fp32|tf32|bf16|fp16", help="Mixed precision (default: the spec's "
+    "precision): matmuls and convolutions in bf16/fp16 (fp16 with loss scaling), the rest in "
+    "float32; tf32 lets CUDA use TensorFloat-32.")]
 
 
 class SafeStdout(io.TextIOBase):

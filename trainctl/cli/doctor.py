@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, out, user_errors
 
 MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -22,8 +22,7 @@ def doctor_command(
                                      "variable checked against finite differences."),
     overfit_steps: int = typer.Option(200, "--overfit-steps", min=1, help="Most steps the "
                                       "overfit check may take to halve one batch's loss."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
-                                         "(default: the spec's device)."),
+    device: DeviceOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     sets: SetOption = [],
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, out, user_errors
+from trainctl.cli.common import DeviceOption, PrecisionOption, SetOption, out, user_errors
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -37,7 +37,8 @@ def evaluate_command(
                               "(.png, .svg or .pdf)."),
     execution: Optional[str] = typer.Option(None, "--execution", help="eager or graph "
                                             "(default: the spec's execution)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     sets: SetOption = [],
 ) -> None:
@@ -53,6 +54,8 @@ def evaluate_command(
         from trainctl.train.trained import load_trained
 
         sets = [*sets, *([f"execution={execution}"] if execution else [])]
+        if precision is not None:  # as --set precision=... (the spec's key)
+            sets = [*sets, f"precision={precision}"]
         trained = load_trained(spec, checkpoint, sets, device, latest=latest, with_data=True)
         setup = trained.setup
         if data is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import SetOption, err, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
 
 
 def predict_command(
@@ -26,7 +26,7 @@ def predict_command(
     latest: bool = typer.Option(False, "--latest", help="With a run directory: its latest "
                                 "checkpoint instead of the best."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+    device: DeviceOption = None,
     sets: SetOption = [],
 ) -> None:
     """Predict with a trained model: class, probabilities and top-k classes for a

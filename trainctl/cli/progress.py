@@ -59,8 +59,9 @@ class PlainReporter(Callback):
         self.epochs = info.get("epochs")
         steps = info.get("steps")
         length = f"{steps} steps" if steps else f"{self.epochs} epochs"
+        auto = f" (device auto took {info['device']})" if info.get("device_auto") else ""
         self.say(f"training on {info['device']}: {info['params']} parameters, "
-                 f"{info['train_size']} training samples, {length}")
+                 f"{info['train_size']} training samples, {length}{auto}")
 
     def _of(self, epoch: int) -> str:
         return f"{epoch}/{self.epochs}" if self.epochs else str(epoch)

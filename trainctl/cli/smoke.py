@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, err, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
 
 MARK = {"pass": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -21,8 +21,7 @@ def smoke_command(
     junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE",
                                          help="Also write a JUnit XML report."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
-                                         "(default: each spec's device)."),
+    device: DeviceOption = None,
     overfit_steps: int = typer.Option(200, "--overfit-steps", min=1, help="Most steps the "
                                       "overfit check may take to halve one batch's loss."),
     sets: SetOption = [],

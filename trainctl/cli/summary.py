@@ -8,14 +8,13 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, err, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
 
 
 def summary_command(
     spec: Path = typer.Argument(..., help="The YAML spec."),
     sets: SetOption = [],
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
-                                         "(default: the spec's device)."),
+    device: DeviceOption = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size of "
                                              "the estimate (default: the spec's)."),
 ) -> None:

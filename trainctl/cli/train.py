@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, err, is_tty, out, user_errors
+from trainctl.cli.common import DeviceOption, PrecisionOption, SetOption, err, is_tty, out, user_errors
 
 
 class LogFormat(str, Enum):
@@ -22,8 +22,8 @@ def train(
                                            "(default runs/<name>-<timestamp>)."),
     execution: Optional[str] = typer.Option(None, "--execution", help="eager or graph "
                                             "(default: the spec's execution)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto "
-                                         "(default: the spec's device)."),
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
     sets: SetOption = [],
@@ -56,7 +56,7 @@ def train(
 
     with user_errors():
         s = load_spec(spec, [*sets, *flag_overrides(seed=seed, epochs=epochs, device=device,
-                                                   execution=execution)])
+                                                   execution=execution, precision=precision)])
         from trainctl.spec.distribute import World  # data-parallel: --nproc, torchrun
 
         world = World.from_env()
@@ -66,7 +66,8 @@ def train(
                                     "(WORLD_SIZE is set) leave it out")
             from trainctl.cli.launch import launch
 
-            sets = [*sets, *([f"execution={execution}"] if execution else [])]
+            sets = [*sets, *([f"execution={execution}"] if execution else []),
+                    *([f"precision={precision}"] if precision else [])]
             raise typer.Exit(launch(nproc, _child_args(
                 spec, run_dir, device, seed, epochs, sets, resume, apply_optimizer_changes,
                 init_from, init_filter, quiet, log_format.value)))

@@ -145,6 +145,7 @@ class Trainer(Control):
         self.callbacks.on_train_begin({"epochs": self.max_epochs, "steps": self.max_steps,
                                        "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
+                                       "device_auto": s.spec.device.strip().lower() == "auto",
                                        "running": self.running_logs,
                                        "initial_epoch": self.epoch, "initial_step": self.step})
         self.guard = self._guard

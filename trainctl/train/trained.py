@@ -34,7 +34,8 @@ from trainctl.spec import Spec, load_spec
 from trainctl.train.setup import Setup, prepare, resolved_model
 
 #: Keys that change how training ran but not what a given model computes on given data.
-TRAINING_ONLY = ("data.batch_size", "data.shuffle", "data.drop_remainder", "device")
+TRAINING_ONLY = ("data.batch_size", "data.shuffle", "data.drop_remainder", "device",
+                 "precision")
 
 
 @dataclass
