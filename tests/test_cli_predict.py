@@ -223,3 +223,12 @@ def test_binary_probabilities_are_one_minus_p_and_p():
         p = torch.sigmoid(logits.double())[:, 0]
         torch.testing.assert_close(trained.probabilities(out), torch.stack([1 - p, p], 1),
                                    rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", ["nan", "NA", ""])
+def test_a_missing_cell_is_a_malformed_row(runs, tmp_path, cell):
+    spec, run = runs["iris"]
+    source = tmp_path / "gap.csv"
+    source.write_text(f"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.0,{cell},4.0,1.2\n")
+    result = predict(spec, run, source, tmp_path / "p.csv")
+    assert result.exit_code == 2 and f"{source}:3: column 'sepal_width': missing value" in result.output

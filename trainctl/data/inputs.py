@@ -110,7 +110,6 @@ def _bad(skip_bad: bool, skipped: list[str], where: str, why: str) -> None:
 
 
 def _csv(path: Path, fmt: InputFormat, skip_bad: bool) -> Rows:
-    values, ids, skipped = [], [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -123,28 +122,46 @@ def _csv(path: Path, fmt: InputFormat, skip_bad: bool) -> Rows:
                 raise DataError(f"{path}:1: no column {', '.join(map(repr, missing))}; the header is "
                                 f"{', '.join(header)}" if missing else f"{path}:1: no feature columns")
             index = [header.index(n) for n in names]
-            for row in reader:
-                if not row:
-                    continue
-                where = f"{path}:{reader.line_num}"
-                if len(row) != len(header):
-                    _bad(skip_bad, skipped, where, f"expected {len(header)} fields, got {len(row)}")
-                    continue
-                try:
-                    numbers = [_number(row[j], names[k]) for k, j in enumerate(index)]
-                except ValueError as exc:
-                    _bad(skip_bad, skipped, where, str(exc))
-                    continue
-                values.append(numbers)
-                ids.append(where)
+            rows = [(reader.line_num, row) for row in reader if row]
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV: {exc}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    fast = _all_numbers(rows, index, len(header))
+    if fast is not None:                  # every row well formed: converted at once
+        return Rows(fast, [f"{path}:{line}" for line, _ in rows])
+    values, ids, skipped = [], [], []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if len(row) != len(header):
+            _bad(skip_bad, skipped, where, f"expected {len(header)} fields, got {len(row)}")
+            continue
+        try:
+            numbers = [_number(row[j], names[k]) for k, j in enumerate(index)]
+        except ValueError as exc:
+            _bad(skip_bad, skipped, where, str(exc))
+            continue
+        values.append(numbers)
+        ids.append(where)
     x = np.asarray(values, dtype=np.float32).reshape(len(values), len(index))
     return Rows(x, ids, skipped)
+
+
+def _all_numbers(rows: list, index: list[int], width: int) -> np.ndarray | None:
+    """The selected cells of every row as float32 [N, F] when every row has ``width``
+    fields and every cell is a finite number or an infinity; None otherwise (then the
+    rows are read one by one, to name the bad ones)."""
+    if any(len(row) != width for _, row in rows):
+        return None
+    try:
+        x = np.array([[row[j] for j in index] for _, row in rows], dtype=np.float64)
+    except ValueError:
+        return None
+    if np.isnan(x).any():                 # "nan", "NaN": missing values
+        return None
+    return x.reshape(len(rows), len(index)).astype(np.float32)
 
 
 def _number(cell: str, column: str) -> float:

@@ -78,45 +78,46 @@ def _value_columns(values: np.ndarray) -> tuple[list[str], np.ndarray]:
 
 
 def _csv(tmp: Path, preds: Predictions) -> None:
+    # lists of Python floats: the csv module writes each as repr (shortest round trip)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         if preds.probabilities is None:
             header, flat = _value_columns(preds.values)
             out.writerow(["input", *header])
-            for i, row in enumerate(flat):
-                out.writerow([preds.ids[i], *(repr(float(v)) for v in row)])
+            out.writerows([i, *row] for i, row in zip(preds.ids, flat.astype(np.float64).tolist()))
             return
         names = _names(preds)
         index, prob = preds.top()
         k = index.shape[1]
         out.writerow(["input", "class", "class_index", *(f"p_{n}" for n in names),
                       *(c for j in range(1, k + 1) for c in (f"top{j}_class", f"top{j}_probability"))])
-        for i, best in enumerate(preds.class_index):
-            top = [c for j in range(k) for c in (names[index[i, j]], repr(float(prob[i, j])))]
-            out.writerow([preds.ids[i], names[best], int(best),
-                          *(repr(float(p)) for p in preds.probabilities[i]), *top])
+        out.writerows([i, names[best], best, *p, *(c for t in zip([names[j] for j in top], tp) for c in t)]
+                      for i, best, p, top, tp in zip(preds.ids, preds.class_index.tolist(),
+                                                     preds.probabilities.tolist(), index.tolist(),
+                                                     prob.tolist()))
 
 
 def _number(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None  # NaN is not JSON
+    return v if math.isfinite(v) else None  # NaN is not JSON
 
 
 def _jsonl(tmp: Path, preds: Predictions) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         if preds.probabilities is None:
-            for i, value in enumerate(preds.values):
-                v = np.asarray(value, np.float64)
-                value_json = _number(v.item()) if v.size == 1 else [_number(x) for x in v.ravel()]
-                fh.write(json.dumps({"input": preds.ids[i], "value": value_json}) + "\n")
+            flat = preds.values.reshape(len(preds.values), -1).astype(np.float64).tolist()
+            one = preds.values[0].size == 1 if len(preds.values) else True
+            fh.writelines(json.dumps({"input": i, "value": _number(v[0]) if one else
+                                      [_number(x) for x in v]}) + "\n"
+                          for i, v in zip(preds.ids, flat))
             return
         names = _names(preds)
         index, prob = preds.top()
-        for i, best in enumerate(preds.class_index):
-            fh.write(json.dumps({
-                "input": preds.ids[i], "class": names[best], "class_index": int(best),
-                "probabilities": {n: _number(p) for n, p in zip(names, preds.probabilities[i])},
-                "top_k": [{"class": names[c], "probability": _number(p)}
-                          for c, p in zip(index[i], prob[i])]}) + "\n")
+        fh.writelines(json.dumps({
+            "input": i, "class": names[best], "class_index": best,
+            "probabilities": {n: _number(x) for n, x in zip(names, p)},
+            "top_k": [{"class": names[c], "probability": _number(x)} for c, x in zip(top, tp)]}) + "\n"
+            for i, best, p, top, tp in zip(preds.ids, preds.class_index.tolist(),
+                                           preds.probabilities.tolist(), index.tolist(), prob.tolist()))
 
 
 def _npz(tmp: Path, preds: Predictions) -> None:
