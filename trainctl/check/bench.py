@@ -1,15 +1,16 @@
 """``trainctl bench``: where the time of a training step goes, in the manner of
 ``caffe time``.
 
-Per layer: the forward and backward time of each layer (mean and spread over
-``iterations`` after ``warmup`` untimed ones). Each layer runs under its own GradientTape
-with its input watched, so the backward of layer i is ``tape_i.gradient(output_i,
-[input_i, *weights_i], output_gradients=g)``: the same vector-Jacobian products a whole
-step computes, taken one layer at a time (public APIs only). Then the whole step
+Per layer (per node of a ``model.nodes`` DAG, :func:`model_calls`): the forward and backward
+time of each node (mean and spread over ``iterations`` after ``warmup`` untimed ones). Each
+node runs under its own GradientTape with its inputs watched, so its backward is
+``tape_i.gradient(output_i, [*inputs_i, *weights_i], output_gradients=g)`` with ``g`` the
+sum of what its readers sent back: the same vector-Jacobian products a whole step
+computes, taken one node at a time (public APIs only). Then the whole step
 (``Trainer.train_step``: forward, loss, backward, optimizer update) and its samples per
 second; peak memory; with ``compare_torch`` the same model in plain PyTorch
 (trainctl.check.torch_ref) timed alternately with ours in the same loop, and the ratio
-ours / torch.
+ours / torch. On CUDA every timed region starts and ends with ``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from trainctl.errors import DataError, TrainctlError
+from trainctl.errors import DataError
 
 
 @dataclass
