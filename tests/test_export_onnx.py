@@ -116,3 +116,12 @@ def test_an_unexportable_spec_fails_with_one_line_and_no_file(tmp_path, monkeypa
     assert "Traceback" not in result.output
     assert not out.exists() and list(tmp_path.glob("*.onnx*")) == [] \
         and list(tmp_path.glob(".model.onnx*")) == []
+
+
+def test_a_model_over_the_protobuf_limit_is_a_clear_error(monkeypatch):
+    from trainctl.export import onnx_graph
+
+    model = graph_model(CASES["merges_and_shared"])
+    monkeypatch.setattr(onnx_graph, "MAX_BYTES", 100)
+    with pytest.raises(ExportError, match="over protobuf's 2 GiB limit.*--format safetensors"):
+        to_onnx(model)

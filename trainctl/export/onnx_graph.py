@@ -36,6 +36,8 @@ from trainctl.errors import TrainctlError
 
 OPSET = 17
 IR_VERSION = 8
+#: protobuf's limit on one message: a larger model would need ONNX's external data files
+MAX_BYTES = 2**31 - 1
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64}
 
 
@@ -167,6 +169,10 @@ def to_onnx(model, metadata: dict[str, str] | None = None, preprocessing=None):
 
     proto.producer_version = __version__
     helper.set_model_props(proto, dict(metadata or {}))
+    if proto.ByteSize() > MAX_BYTES:
+        raise ExportError(f"the model takes {proto.ByteSize() / 2**30:.1f} GiB as ONNX, over "
+                          f"protobuf's 2 GiB limit (external data files are not supported); "
+                          f"use --format safetensors")
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
