@@ -99,3 +99,21 @@ def test_tf32_sets_torchs_flags_inside_the_scope_only():
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
         with precision_scope("int8"):
             pass
+
+
+def test_an_fp16_run_scales_the_loss_skips_overflowing_steps_and_checkpoints_the_scale():
+    from control_helpers import make_spec, new_trainer, spec_text, weights_of
+
+    trainer = new_trainer(make_spec(spec_text(train="{steps: 60}").replace(
+        "device: cpu\n", "device: cpu\nprecision: fp16\n")))
+    scaler = trainer.scaler
+    assert scaler is not None and trainer.stateful_callbacks()["loss_scale"] is scaler
+    # a scale that overflows float16 gradients: the first steps are skipped and it backs off
+    scaler.scale = torch.tensor(2.0**40)
+    before = weights_of(trainer)
+    trainer.fit()
+    assert float(scaler.scale) < 2.0**40
+    skipped = int(math.log2(2.0**40 / float(scaler.scale)))  # one halving per skipped step
+    assert 1 <= skipped < 60 and trainer.setup.optimizer.iterations == 60 - skipped
+    assert any(not torch.equal(before[k], v) for k, v in weights_of(trainer).items())
+    assert scaler.state_dict() == {"scale": float(scaler.scale), "growth_tracker": 60 - skipped}

@@ -111,10 +111,10 @@ class Trainer(Control):
             penalty = regularization_loss(s.model.layers)  # kernel/bias regularizers
             if penalty is not None:
                 loss = loss + penalty
-        if self.scaler is None:
-            grads = self.gradients(tape, loss, params)
-        else:  # fp16: scale the loss, unscale the gradients, skip the step on inf/NaN
-            grads = self.gradients(tape, loss * Tensor(self.scaler.scale), params)
+            # fp16: the gradients of the scaled loss, unscaled; the step skipped on inf/NaN
+            scaled = loss if self.scaler is None else loss * Tensor(self.scaler.scale)
+        grads = self.gradients(tape, scaled, params)
+        if self.scaler is not None:
             grads = [None if g is None else Tensor(g) for g in self.scaler.unscale(
                 [None if g is None else g.data for g in grads])]
             skip = self.scaler.should_skip()
