@@ -47,11 +47,15 @@ def graph_model(section: dict):
 
 
 def feeds_for(model, batch: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """Random inputs: N(0, 1) floats; ids in [0, input_dim) for an input an embedding reads
+    (or [0, 5) for other integer inputs)."""
     rng = np.random.default_rng(seed)
+    graph = model_graph(model)
+    vocab = {n.inputs[0]: n.layer.config.input_dim for n in graph.nodes if n.type == "embedding"}
     out = {}
-    for i in model_graph(model).inputs:
-        if i.dtype.startswith("int"):
-            out[i.name] = rng.integers(0, 5, size=(batch, *i.shape)).astype(i.dtype)
+    for i in graph.inputs:
+        if i.dtype.startswith("int") or i.name in vocab:
+            out[i.name] = rng.integers(0, vocab.get(i.name, 5), size=(batch, *i.shape)).astype(i.dtype)
         else:
             out[i.name] = rng.normal(size=(batch, *i.shape)).astype(i.dtype)
     return out
