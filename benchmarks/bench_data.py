@@ -12,8 +12,18 @@ warm-up epoch; every case yields shuffled (x float32 [256, 784], y int64 [256]) 
 - from an IDX file (uint8 images, as MNIST ships them, uncompressed, memory-mapped):
   ``from_tensor_slices(read_idx(...)).shuffle(N).batch(256).map(to float / 255)`` vs a
   DataLoader over a map-style Dataset reading the same memory map;
-- parallel map: a per-element function that releases the GIL (Pillow resize of a 28x28
-  image to 112x112 and back) with num_parallel_calls 1, 2, 4.
+- parallel map, two per-element functions: Pillow resize of a 28x28 image to 112x112 and
+  back (about 0.2 ms, a third of it holding the GIL), and a larger Pillow resize of a
+  64x64 RGB image to 192x192 and down to 96x96 (mostly without the GIL), with
+  num_parallel_calls None (serial), 2, 4 and AUTOTUNE, each with its ratio to the serial
+  map, against DataLoader over a map-style Dataset calling the same function with 0 and 2
+  worker processes.
+- parallel map of a tiny function (``x * 2`` on 8 floats, a few µs holding the GIL): the
+  cost of handing elements to threads, which no parallelism can hide; and of a function
+  waiting 0.2 ms without the GIL (``time.sleep``, a stand-in for a file read), which
+  threads overlap even on a machine without idle cores.
+
+``--parallel-only`` runs the parallel map cases alone.
 
 Prints a Markdown table (the figures in docs/performance.md come from it).
 """
@@ -91,10 +101,50 @@ def pil_roundtrip(x: np.ndarray) -> np.ndarray:
     return np.asarray(image.resize((112, 112)).resize((28, 28)))
 
 
+def pil_rgb(x: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(x)
+    return np.asarray(image.resize((192, 192)).resize((96, 96)))
+
+
+class Mapped:
+    """A map-style torch Dataset applying ``fn`` to each image (DataLoader's equivalent)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, fn):
+        self.images, self.labels, self.fn = images, labels, fn
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.fn(self.images[i]), self.labels[i]
+
+
+def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str) -> list[tuple[str, float]]:
+    """trainctl's map at several num_parallel_calls (ratio to serial), then DataLoader."""
+    from trainctl.data import AUTOTUNE
+
+    rows, serial = [], None
+    for calls in (None, 2, 4, AUTOTUNE):
+        ds = Dataset.from_tensor_slices((images, labels)).map(
+            lambda a, b: (fn(a), b), num_parallel_calls=calls).batch(BATCH)
+        rate = epoch_rate(lambda r: ds.iterate(r), len(labels), 1)
+        serial = serial or rate
+        label = "AUTOTUNE" if calls == AUTOTUNE else calls
+        rows.append((f"{name}: trainctl map, num_parallel_calls={label} ({rate / serial:.2f}x serial)", rate))
+    for workers in (0, 2) if fn not in (double, wait_a_bit) else ():
+        loader = torch_loader(Mapped(images, labels, fn), workers)
+        rate = epoch_rate(lambda r: loader, len(labels), 1)
+        rows.append((f"{name}: DataLoader, num_workers={workers} ({rate / serial:.2f}x trainctl serial)", rate))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10000 samples, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parallel-only", action="store_true", help="only the parallel map cases")
     args = parser.parse_args()
     n = 10_000 if args.quick else 60_000
     repeats = 1 if args.quick else args.repeats
@@ -108,6 +158,9 @@ def main() -> None:
     y = rng.integers(0, 10, n).astype(np.int64)
     rows: list[tuple[str, float]] = []
 
+    if args.parallel_only:
+        rows += parallel_cases(x, y, args.quick, rng)
+        return report(rows, n)
     ours = Dataset.from_tensor_slices((x, y)).shuffle(n, seed=0).batch(BATCH)
     rows.append(("in memory: trainctl shuffle+batch (index fast path)",
                  epoch_rate(lambda r: ours.iterate(r), n, repeats)))
@@ -135,15 +188,35 @@ def main() -> None:
             rows.append((f"IDX file (mmap): DataLoader(map-style Dataset), num_workers={workers}",
                          epoch_rate(lambda r: loader, n, 1)))
 
-    small = (x[:4000 if args.quick else 8000].reshape(-1, 28, 28) * 255).astype(np.uint8)
-    ys = y[:len(small)]
-    for calls in (None, 2, 4):
-        ds = Dataset.from_tensor_slices((small, ys)).map(
-            lambda a, b: (pil_roundtrip(a), b), num_parallel_calls=calls).batch(BATCH)
-        rows.append((f"parallel map (Pillow resize per element), num_parallel_calls={calls}",
-                     epoch_rate(lambda r: ds.iterate(r), len(small), 1)))
+    rows += parallel_cases(x, y, args.quick, rng)
+    report(rows, n)
 
-    print(f"\n{n} x 784 float32, batch {BATCH}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+
+def parallel_cases(x: np.ndarray, y: np.ndarray, quick: bool, rng) -> list[tuple[str, float]]:
+    small = (x[:4000 if quick else 8000].reshape(-1, 28, 28) * 255).astype(np.uint8)
+    rows = parallel_rows(pil_roundtrip, small, y[:len(small)], "Pillow 28→112→28")
+    rgb = rng.integers(0, 256, (500 if quick else 1500, 64, 64, 3), dtype=np.uint8)
+    rows += parallel_rows(pil_rgb, rgb, y[:len(rgb)], "Pillow RGB 64→192→96")
+    tiny = x[:20000, :8].copy()
+    rows += parallel_rows(double, tiny, y[:len(tiny)], "x * 2 on 8 floats")
+    rows += parallel_rows(wait_a_bit, tiny[:2000], y[:2000], "wait 0.2 ms without the GIL")
+    return rows
+
+
+def wait_a_bit(a: np.ndarray) -> np.ndarray:
+    time.sleep(0.0002)
+    return a
+
+
+def double(a: np.ndarray) -> np.ndarray:
+    return a * 2
+
+
+def report(rows: list[tuple[str, float]], n: int) -> None:
+    import torch
+
+    print(f"\n{n} x 784 float32, batch {BATCH}, {os.cpu_count()} CPUs (load average "
+          f"{os.getloadavg()[0]:.1f}), numpy {np.__version__}, "
           f"torch {torch.__version__}\n")
     print("| case | samples/s |")
     print("| --- | ---: |")
