@@ -59,7 +59,7 @@ def evaluate_command(
         trained = load_trained(spec, checkpoint, sets, device, latest=latest, with_data=True)
         setup = trained.setup
         if data is not None:
-            ds, samples, where = _data_file(trained, data), None, {"data": str(data)}
+            ds, where = _data_file(trained, data), {"data": str(data)}
             samples = sum(len(b[1]) for b in ds)
         else:
             ds = {"test": setup.splits.test, "validation": setup.splits.validation,
