@@ -3,6 +3,7 @@ they inherit the imported modules; arguments are not pickled) on gloo over loopb
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import socket
@@ -51,13 +52,16 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def train_single(spec: Path) -> dict[str, np.ndarray]:
-    """Every variable after training ``spec`` in this process."""
+def train_single(spec: Path, history: list | None = None) -> dict[str, np.ndarray]:
+    """Every variable after training ``spec`` in this process (its epoch records are
+    appended to ``history`` if given)."""
     from trainctl.spec import load_spec
     from trainctl.train import Trainer, prepare
 
     setup = prepare(load_spec(spec))
-    Trainer(setup).fit()
+    records = Trainer(setup).fit()
+    if history is not None:
+        history.extend(records)
     return {v.name: v.data.numpy().copy() for v in setup.model.variables}
 
 
@@ -91,7 +95,7 @@ def _rank(rank: int, world: int, spec: Path, out: Path, behaviour: str) -> None:
             os._exit(3)
         save_file({v.name: v.data.numpy().copy() for v in setup.model.variables},
                   str(out / f"rank{rank}.safetensors"))
-        (out / f"loss-{rank}.txt").write_text(repr(history[-1]["loss"]) if history else "")
+        (out / f"record-{rank}.json").write_text(json.dumps(history[-1]) if history else "{}")
         distributed.stop()
         os._exit(0)
     except BaseException:

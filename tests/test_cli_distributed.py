@@ -114,3 +114,16 @@ def test_nproc_ends_the_job_when_a_rank_is_killed(tmp_path):
     step = sorted((run / "checkpoints").glob("step-*"))[0]  # rank 0's epoch checkpoint stays
     weights = load_file(str(step / "weights.safetensors"))
     assert all(np.isfinite(v).all() for v in weights.values())
+
+
+def test_nproc_under_a_launcher_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from trainctl.cli.app import app
+
+    spec = write_spec(tmp_path / "s.yaml", batch=8, steps=1)
+    result = CliRunner().invoke(app, ["train", str(spec), "--nproc", "2"],
+                                env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert result.exit_code == 2
+    assert "under torchrun (WORLD_SIZE is set) leave it out" in result.output
+    assert not (tmp_path / "runs").exists()
