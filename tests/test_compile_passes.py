@@ -40,7 +40,8 @@ def _same_outputs(before, after, shapes, exact=True, trials=3):
 
 def test_every_pass_is_registered_by_name():
     assert {"dce", "cse", "constant_folding", "algebraic_simplification", "fuse_addmm",
-            "foreach_optimizer", "liveness", "buffer_reuse", "fuse_softmax_xent"} <= set(PASSES.names())
+            "foreach_optimizer", "liveness", "buffer_reuse",
+            "fuse_softmax_xent"} <= set(PASSES.names())
 
 
 def test_dead_code_elimination_drops_unused_pure_nodes():

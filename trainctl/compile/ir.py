@@ -67,7 +67,8 @@ class Node:
 
     def same_call(self, other: "Node") -> bool:
         """True when both compute the same function of the same inputs (for CSE)."""
-        return (self.fn is other.fn and self.op == other.op and len(self.inputs) == len(other.inputs)
+        return (self.fn is other.fn and self.op == other.op
+                and len(self.inputs) == len(other.inputs)
                 and all(a is b for a, b in zip(self.inputs, other.inputs))
                 and _same(self.args, other.args) and _same(self.kwargs, other.kwargs))
 

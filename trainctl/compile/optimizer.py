@@ -81,7 +81,8 @@ class AdamForeach(OptimizerStep):
         denom = torch._foreach_sqrt(vs)
         torch._foreach_div_(denom, [(1 - b2 ** t) ** 0.5 for t in steps])
         torch._foreach_add_(denom, c.epsilon)
-        torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - b1 ** t) for lr, t in zip(lrs, steps)])
+        step_sizes = [-lr / (1 - b1 ** t) for lr, t in zip(lrs, steps)]
+        torch._foreach_addcdiv_(params, ms, denom, step_sizes)
         for p, t in zip(opt.params, steps):
             opt.steps[p.name] = t
         opt.iterations += 1

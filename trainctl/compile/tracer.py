@@ -167,7 +167,8 @@ class Tracer(TorchFunctionMode):
             t = leaf.data if isinstance(leaf, Tensor) else leaf
             if isinstance(t, torch.Tensor) and id(t) not in self.fresh:
                 raise GraphTraceError(f"graph mode: op {op.name!r} takes a traced tensor as an "
-                                      f"attribute while tracing {self.fn_name}; pass it as an input")
+                                      f"attribute while tracing {self.fn_name}; pass it as an "
+                                      f"input")
         inputs, ref = self._refs(tensors)
         node = self.graph.add(op.name, inputs, fn=op.forward, args=tuple(ref(a) for a in args),
                               kwargs=dict(attrs), **_meta(out))

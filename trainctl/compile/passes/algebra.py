@@ -40,7 +40,8 @@ def _identity_of(n: Node) -> Node | None:
 def algebraic_simplification(graph: Graph) -> Graph:
     """x·1, 1·x, x/1, x+0, 0+x, x−0, −(−x), and a cast, reshape, broadcast_to or sum_to to
     the input's own shape and dtype all become x (exact: x·1 and x+0 are x bit for bit,
-    except that −0 + 0 gives +0). A node some impure node writes to is kept. The bypassed nodes are left to ``dce``."""
+    except that −0 + 0 gives +0). A node some impure node writes to is kept. The bypassed
+    nodes are left to ``dce``."""
     g = graph.copy()
     users = g.users()
     for n in g.nodes:

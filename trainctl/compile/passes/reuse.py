@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from trainctl.compile.codegen import DIRECT
 from trainctl.compile.ir import Graph, Node
 from trainctl.compile.passes import PASSES
@@ -40,5 +38,3 @@ def buffer_reuse(graph: Graph) -> Graph:
                 break
     return g
 
-
-__all__ = ["buffer_reuse", "torch"]
