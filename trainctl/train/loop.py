@@ -101,8 +101,8 @@ class Trainer(Control):
         """Forward, loss, gradients, update. Returns (per-sample loss, predictions), detached."""
         s = self.setup
         graph = graph_steps(s)
-        if graph is not None:  # execution: graph, the same step traced once and replayed
-            return graph.train_step(self.guard, x, y)
+        if graph is not None and self.scaler is None:  # execution: graph (fp16 loss
+            return graph.train_step(self.guard, x, y)  # scaling stays eager for now)
         params = s.model.trainable_variables
         with GradientTape() as tape:
             pred = s.model(x, training=True)
