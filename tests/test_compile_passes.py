@@ -216,3 +216,8 @@ def test_fuse_softmax_xent_forward_and_backward():
         (pa, ga), (pb, gb) = _outputs(g, inputs), _outputs(after, inputs)
         torch.testing.assert_close(pb, pa, rtol=0, atol=0)  # the same gather, exactly
         torch.testing.assert_close(gb, ga, rtol=1e-6, atol=1e-7)
+
+    g = _graph(lambda x: ops.relu(ops.exp(x)), (4,))  # torch.relu takes no out=: kept as is
+    after = PASSES.get("buffer_reuse")(g)
+    assert not any("out" in n.kwargs for n in after.nodes if n.op == "relu")
+    _same_outputs(g, after, [(4,)])

@@ -7,10 +7,10 @@ from trainctl.compile.ir import Graph, Node
 from trainctl.compile.passes import PASSES
 
 # Elementwise ops whose torch kernel takes ``out=`` and may write over an input.
-ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "abs", "relu",
-                         "sigmoid", "tanh", "maximum", "minimum"})
+ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "abs",
+                         "sigmoid", "tanh", "maximum", "minimum"})  # torch.relu has no out=
 # Ops whose result is a new tensor no one else holds (never a view of a weight or input).
-OWNED = ELEMENTWISE | {"addmm", "addmm_relu", "matmul_nd", "log_softmax"}
+OWNED = ELEMENTWISE | {"relu", "addmm", "addmm_relu", "matmul_nd", "log_softmax"}
 
 
 def _owned(n: Node) -> bool:
