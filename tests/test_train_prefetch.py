@@ -22,7 +22,8 @@ def _prefetch_threads() -> int:
     return sum(t.name == "trainctl-prefetch" and t.is_alive() for t in threading.enumerate())
 
 
-def test_device_batches_are_the_datasets_batches_from_a_position_made_ahead():
+def test_device_batches_are_the_datasets_batches_from_a_position_made_ahead(monkeypatch):
+    monkeypatch.setattr(loop, "PREFETCH_BATCHES", 2)      # 4 batches left: the thread waits
     x = np.random.default_rng(1).random((50, 3)).astype(np.float32)
     y = np.arange(50)
     ds = Dataset.from_tensor_slices((x, y)).shuffle(50, seed=4).batch(8)
