@@ -135,4 +135,7 @@ def test_metrics_report_the_share_of_time_waiting_for_input(spec, tmp_path):
     slow, fast = run("slow", True), run("fast", False)
     # the first epoch also pays the first steps' one-off costs; compare the later ones
     assert all(0.5 < w <= 1 for w in slow[1:]), slow
-    assert all(0 <= w < 0.5 for w in fast[1:]), fast
+    # the fast pipeline's share depends on how busy the machine is (the prefetch thread
+    # competes for the cores); it must stay below the share of a pipeline sleeping 30 ms
+    # per batch, whatever the load
+    assert all(0 <= w < min(slow[1:]) for w in fast[1:]), (fast, slow)
