@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainctl.errors import TrainctlError
+from trainctl.io.atomic import write_atomically
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 STATUSES = (PASS, WARN, FAIL, SKIP)
@@ -131,16 +130,6 @@ def junit_xml(reports: list[SpecReport], suite_name: str = "trainctl smoke") -> 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary sibling and a rename, so a reader
-    never sees a partial report. Raises TrainctlError when the file cannot be written."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise TrainctlError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    never sees a partial report (:func:`trainctl.io.atomic.write_atomically`). Raises
+    OutputError (a TrainctlError) when the file cannot be written."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
