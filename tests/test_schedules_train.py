@@ -92,7 +92,9 @@ def test_reduce_on_plateau_by_evaluation_steps():
      "schedule.monitor: 'val_los' is not a value of the records; did you mean 'val_loss'"),
     ("{type: cosine, decay_steps: 0}", "schedule.decay_steps: must be > 0, got 0"),
     ("{type: cosine, warmup_steps: 30}", "decay_steps: the run has 27 steps, no more than the "
-                                         "30 of warmup; give decay_steps"),
+                                         "30 of warmup; shorten the warmup (e.g. --set "
+                                         "schedule.warmup_steps=5), train longer (--epochs), "
+                                         "or give decay_steps"),
 ])
 def test_schedule_errors_are_located(schedule, message):
     with pytest.raises(SpecErrors) as exc:

@@ -65,7 +65,9 @@ class ScheduleKind:
                                  f"has no known number of batches); give {key}")
             if length - warmup <= 0:
                 raise ValueError(f"{key}: the run has {length} {config.interval}s, no more "
-                                 f"than the {warmup} of warmup; give {key}")
+                                 f"than the {warmup} of warmup; shorten the warmup (e.g. "
+                                 f"--set schedule.warmup_steps={length // 5}), train longer "
+                                 f"(--epochs), or give {key}")
             updates[key] = length - warmup
         return config.model_copy(update=updates) if updates else config
 
