@@ -61,6 +61,7 @@ def test_resume_continues_to_the_same_run(work, reference, tmp_path):
     assert same_run(run, reference)
     again = invoke("train", work / "tiny.yaml", "--resume", run)
     assert "the run is already complete (3 epochs): nothing to train" in again.stdout
+    assert again.stdout.splitlines()[0] == f"resuming {run} from final (step 27, after epoch 3)"
     assert same_run(run, reference)
 
 

@@ -49,9 +49,15 @@ def describe_plan(plan) -> None:
                   markup=False)
         return
     data = plan.state.get("data") or {}
-    where = f"epoch {plan.state.get('epoch', 0) + 1}, batch {data.get('batch', 0)}"
-    if data.get("batches_per_epoch"):
-        where += f" of {data['batches_per_epoch']}"
+    epoch, batch = plan.state.get("epoch", 0), data.get("batch", 0)
+    # ``epoch`` counts completed epochs; at an epoch boundary say which one ended, so the
+    # numbers agree with "the run is already complete (N epochs)" (epochs are 1-based).
+    if batch == 0:
+        where = f"after epoch {epoch}" if epoch else "before the first epoch"
+    else:
+        where = f"epoch {epoch + 1}, batch {batch}"
+        if data.get("batches_per_epoch"):
+            where += f" of {data['batches_per_epoch']}"
     out.print(f"resuming {plan.run_dir} from {plan.entry.name} (step {plan.state.get('step')}, "
               f"{where})", markup=False)
     safe = [c for c in plan.changes if c.kind == "safe"]
