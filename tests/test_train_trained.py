@@ -205,3 +205,24 @@ def test_a_checkpoint_written_before_preprocessing_was_stored_gets_it_from_the_d
     trained = load_trained(spec, old)
     assert trained.preprocessing.to_json() == stored[0]
     assert list(trained.class_names) == stored[1]
+
+
+def test_a_refused_spec_names_the_real_change_first():
+    """A csv-trained checkpoint evaluated with an iris spec: the source type is listed
+    first; the csv-only fields (absent from the iris source) and null-vs-absent fields are
+    left out; two-sided value changes come before one-sided ones."""
+    from trainctl.train.trained import check_same_model
+
+    trained = {"model": {"layers": [{"type": "dense", "units": 8}]},
+               "data": {"batch_size": 32, "source": {
+                   "type": "csv", "classes": None, "columns": None, "delimiter": ",",
+                   "label": "species", "path": "/x/iris.csv", "task": "auto"},
+                   "steps": [{"type": "filter", "keep": 1}]}}
+    now = {"model": {"layers": [{"type": "dense", "units": 9}]},
+           "data": {"batch_size": 16, "source": {"type": "iris", "extra": None}}}
+    with pytest.raises(CheckpointError) as exc:
+        check_same_model(trained, now, "s.yaml")
+    listed = str(exc.value).split("trained with: ")[1].split("; use the run's")[0]
+    assert listed == ("data.source.type: 'csv' -> 'iris'; "
+                      "model.layers[0].units: 8 -> 9; "
+                      "data.steps[0].type: 'filter' -> '(absent)'")

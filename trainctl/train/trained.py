@@ -211,11 +211,31 @@ def check_same_model(trained: dict | None, now: dict, spec_file: str | os.PathLi
     changes = [c for c in diff_specs(trained, now)
                if c.path.startswith(tuple(sections)) and not c.path.startswith(TRAINING_ONLY)]
     if changes:
-        listed = "; ".join(f"{c.path}: {c.old!r} -> {c.new!r}" for c in changes[:6])
-        more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
+        shown = _most_telling(changes)
+        listed = "; ".join(f"{c.path}: {c.old!r} -> {c.new!r}" for c in shown[:6])
+        more = f" (and {len(shown) - 6} more)" if len(shown) > 6 else ""
         what = " and ".join(sections)
         raise CheckpointError(f"{spec_file} does not describe the {what} this checkpoint "
                               f"was trained with: {listed}{more}; use the run's spec.yaml instead")
+
+
+def _most_telling(changes: list) -> list:
+    """``changes`` ordered for a reader: values present on both sides first (``type``
+    changes before others), then fields present on one side only (``type`` first). A field
+    present on one side only is left out when the other side is null (absent vs default)
+    or when it sits under a ``type`` that changed (it belongs to the old or new kind).
+    Returns ``changes`` itself when that would leave nothing."""
+    from trainctl.train.resume import MISSING
+
+    def is_type(path: str) -> bool:
+        return path == "type" or path.endswith(".type")
+
+    retyped = tuple(c.path[:-len("type")] for c in changes if is_type(c.path))
+    one_sided = lambda c: c.old == MISSING or c.new == MISSING  # noqa: E731
+    kept = [c for c in changes if is_type(c.path) or not one_sided(c) or not (
+        None in (c.old, c.new) or c.path.startswith(retyped or ("\0",)))]
+    rank = lambda c: (one_sided(c), not is_type(c.path))  # noqa: E731
+    return sorted(kept, key=rank) or changes
 
 
 __all__ = ["Trained", "load_trained", "resolve_checkpoint", "check_same_model", "TRAINING_ONLY"]
