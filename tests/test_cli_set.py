@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IRIS = str(ROOT / "specs" / "iris_mlp.yaml")
 
 # argv before the spec, argv after it ({tmp}: the test's folder); expected exit code for
-# a bad spec (smoke and doctor report a failed check with 1, the others a user error 2)
+# a bad spec (smoke reports a failed spec with 1, the others, doctor included, a user error 2)
 COMMANDS = {
     "train": (["train"], ["--run-dir", "{tmp}/run"], 2),
     "eval": (["eval"], ["--checkpoint", "{tmp}/none"], 2),
@@ -27,7 +27,7 @@ COMMANDS = {
     "summary": (["summary"], [], 2),
     "graph": (["graph"], ["-o", "{tmp}/m.dot"], 2),
     "smoke": (["smoke"], ["--json"], 1),
-    "doctor": (["doctor"], ["--json"], 1),
+    "doctor": (["doctor"], ["--json"], 2),
     "bench": (["bench"], [], 2),
     "data inspect": (["data", "inspect"], [], 2),
     "data bench": (["data", "bench"], [], 2),

@@ -27,7 +27,7 @@ from trainctl.nn.layers import Layer
 from trainctl.nn.layers.core import Dense
 from trainctl.nn.losses import SparseCategoricalCrossentropy
 
-from test_smoke import DEAD, GOOD, write
+from test_smoke import DEAD, GOOD, TYPO, write
 
 CHECKS = {c.name: c for c in DOCTOR}
 
@@ -220,3 +220,15 @@ def test_doctor_command(good, tmp_path):
 
     result = runner.invoke(app, ["doctor", str(tmp_path)])
     assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_doctor_exits_2_on_an_invalid_spec(tmp_path):
+    """README: a bad spec exits 2; doctor agrees (and still prints its report), while smoke
+    counts it as a failed spec (exit 1, docs/tools.md)."""
+    runner = CliRunner()
+    typo = write(tmp_path, "typo.yaml", TYPO)
+    result = runner.invoke(app, ["doctor", str(typo)])
+    assert result.exit_code == 2, result.output
+    assert "batch_szie" in result.stdout and "FAIL" in result.stdout
+    result = runner.invoke(app, ["smoke", str(typo)])
+    assert result.exit_code == 1, result.output

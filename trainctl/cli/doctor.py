@@ -27,7 +27,8 @@ def doctor_command(
     sets: SetOption = [],
 ) -> None:
     """Is the model wired right? Each check says what it tests, what it found, and what a
-    failure usually means. Exit code 1 if a check fails (warnings do not)."""
+    failure usually means. Exit code 2 if the spec is invalid (it does not validate or
+    build), 1 if a later check fails (warnings do not)."""
     with user_errors():
         from trainctl.check import SmokeOptions, find_specs
         from trainctl.check.diagnose import doctor_spec
@@ -50,7 +51,14 @@ def doctor_command(
         else:
             _print(report)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2 if _invalid(report) else 1)
+
+
+def _invalid(report) -> bool:
+    """Whether the spec itself is the problem (README: a bad spec exits 2): its ``validate``
+    or ``build`` check failed with a user error (one with a traceback is a bug: exit 1)."""
+    return any(c.name in ("validate", "build") and c.status == "fail"
+               and "traceback" not in c.values for c in report.checks)
 
 
 def _print(report) -> None:
