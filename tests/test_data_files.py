@@ -46,7 +46,7 @@ def test_csv_column_selection_class_order_and_path_relative_to_base(tmp_path):
 
 
 def test_csv_unknown_column_suggests_the_closest(tmp_path):
-    with pytest.raises(DataError, match="no column 'specis'.*did you mean 'species'"):
+    with pytest.raises(DataError, match=r"iris\.csv:1: csv label: no column 'specis'.*did you mean 'species'"):
         csv_source(IRIS_CSV, label="specis")
 
 

@@ -116,9 +116,9 @@ class Csv(FileSource):
     def load(cls, config: "Csv.Config", seed: int, base_dir: Any = None) -> SourceData:
         paths = expand(config.path, base_dir)
         table = read_csv(paths, delimiter=config.delimiter)
-        label = pick(table, [config.label], "csv label")[0]
+        label = pick(table, [config.label], f"{paths[0]}:1: csv label")[0]
         names = config.columns or [n for n in table if n != config.label]
-        features = pick(table, names, "csv columns")
+        features = pick(table, names, f"{paths[0]}:1: csv columns")
         keep = np.ones(len(label.values), dtype=bool)
         for column in [label, *features]:
             if column.missing.any():
