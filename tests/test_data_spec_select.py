@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import operator
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from trainctl.data import plan_data
 from trainctl.data.report import inspect_splits
-from trainctl.errors import DataError, SpecErrors
+from trainctl.errors import DataError, SpecError, SpecErrors
 from trainctl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,10 +69,37 @@ def test_filter_label_in_by_name_and_index(work):
                                       "values: [versicolor]}}\n      - {type: batch, batch_size: 32}\n",
                                 splits=True))["splits"]["train"]
     assert (report["samples"], report["batches"], report["classes"]) == (50, 2, [0, 50, 0])
-    with pytest.raises(DataError, match=r"data\.train\.steps\[0\]: predicate label_in: 'rose' "
-                                        r"is not a class; the classes are"):
+    with pytest.raises(SpecError, match=r"s\.yaml:7:9: data\.train\.steps\[0\]: predicate label_in: "
+                                        r"'rose' is not a class; the classes are"):
         load(work, "      - {type: filter, predicate: {type: label_in, values: [rose]}}\n"
                    "      - {type: batch, batch_size: 32}\n")
+
+
+def test_a_filter_that_leaves_no_training_data_names_the_step(work):
+    _, y = rows(work / "data" / "iris.csv")
+    keep_one = "      - {type: filter, predicate: {type: label_in, values: [setosa]}}\n"
+    splits = load(work, keep_one + "      - {type: batch, batch_size: 32}\n", splits=True)
+    assert splits.sizes["train"] == int((y == 0).sum()) == 50     # the banner's count
+    with pytest.raises(DataError, match=r"^data\.train: no elements left after steps\[1\] "
+                                        r"\(filter\)$"):
+        load(work, keep_one + "      - {type: filter, predicate: {type: label_in, values: "
+                              "[virginica]}}\n      - {type: batch, batch_size: 32}\n")
+
+
+def test_a_compare_index_past_the_features_is_located_by_load_and_validate(work):
+    from trainctl.cli.validate import check_spec_file
+    steps = ("      - {type: filter, predicate: {type: compare, index: 9, op: '>', value: 1}}\n"
+             "      - {type: batch, batch_size: 32}\n")
+    message = (r"s\.yaml:7:9: data\.train\.steps\[0\]: predicate compare: index 9 is past "
+               r"the 4 feature values$")
+    with pytest.raises(SpecError, match=message):
+        load(work, steps)
+    errors = check_spec_file(work / "s.yaml", [])
+    assert len(errors) == 1 and isinstance(errors[0], SpecError), errors
+    assert re.search(message, str(errors[0])), str(errors[0])
+    good = steps.replace("index: 9", "index: 3")
+    load(work, good)
+    assert check_spec_file(work / "s.yaml", []) == []
 
 
 @pytest.mark.parametrize("op, index, value", [(">=", 2, 4.5), ("<", 0, 5.0), ("!=", 3, 0.2)])

@@ -62,12 +62,14 @@ def _data_facts(spec, doc, errors: list, others: list):
     """Plan the data section and describe it (torch-free, cheap: see DataPlan.describe)
     for its sample shape and classes."""
     from trainctl.data.pipeline import plan_data  # numpy: only for a valid top level
-    from trainctl.errors import SpecErrors, TrainctlError
+    from trainctl.errors import SpecError, SpecErrors, TrainctlError
 
     try:
         return plan_data(spec.data, doc).describe(spec.seed)
     except SpecErrors as exc:
         errors.extend(exc.errors)
+    except SpecError as exc:  # a step that cannot fit the data, located in the spec
+        errors.append(exc)
     except TrainctlError as exc:  # the data cannot be read
         others.append(exc)
     return None

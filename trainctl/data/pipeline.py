@@ -115,7 +115,7 @@ def plan_data(data: DataConfig, doc: SpecDoc) -> "DataPlan":
     _check_fitted(check, sections)
     if check.errors:
         raise SpecErrors(sorted(check.errors, key=lambda e: (e.line is None, e.line or 0, e.col or 0)))
-    return DataPlan(data, base, source, sections)
+    return DataPlan(data, base, source, sections, doc)
 
 
 def _source(check: _Check, entry: dict, path: tuple, base: Path) -> Part | None:
@@ -205,9 +205,11 @@ class DataPlan:
     """A validated data section; :meth:`load` reads the data and builds the pipelines."""
 
     def __init__(self, data: DataConfig, base_dir: Path, source: Part | None,
-                 sections: dict[str, Section]):
+                 sections: dict[str, Section], doc: SpecDoc | None = None):
         self.data, self.base_dir, self.source, self.sections = data, base_dir, source, sections
         self.class_names: tuple[str, ...] | None = None
+        self.doc = doc
+        self.stages: dict[str, list] = {}
 
     @property
     def source_name(self) -> str:
@@ -238,11 +240,13 @@ class DataPlan:
                                      shard if name == "train" else None)
                  for name in SECTIONS}
         spec = _pair_spec(built["train"])
+        sizes = {name: len(parts[name][1]) for name in SECTIONS}
+        sizes["train"] = self._train_count("train", sizes["train"])
         return Splits(train=built["train"], validation=built["validation"], test=built["test"],
                       input_shape=tuple(int(s) for s in spec[0].shape[1:] if s is not None),
                       num_classes=num_classes, stats=None, source_name=self.source_name,
                       class_names=self.class_names,
-                      sizes={name: len(parts[name][1]) for name in SECTIONS},
+                      sizes=sizes,
                       preprocessing=feature_preprocessing(self._steps_of("test"), ctx.fitted))
 
     def describe(self, seed: int) -> DataFacts:
@@ -274,17 +278,50 @@ class DataPlan:
         ds = Dataset.from_tensor_slices((x, y))
         steps = self._steps_of(name)
         ctx.is_train, ctx.counts, ctx.batched = name == "train", {}, False
+        self.stages[name] = stages = []      # (step, dataset after it) before the batching
         for part in steps:
             ctx.path = part.path
             if shard is not None and part.cls.batching and not ctx.batched:
                 ds = replica_shard(ds, *shard)
             inner = part.transform or part.nested
-            ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
-                else part.cls.build(ds, part.config, ctx)
+            try:
+                ds = part.cls.build(ds, part.config, ctx, (inner.cls, inner.config)) if inner \
+                    else part.cls.build(ds, part.config, ctx)
+            except DataError as exc:     # e.g. a predicate that cannot fit the data: locate it
+                raise self._located(part.path, exc) from exc
             ctx.batched = ctx.batched or part.cls.batching
+            if not ctx.batched:
+                stages.append((part, ds))
         if name != "train" and not any(p.cls.batching for p in steps):
             ds = ds.batch(eval_batch_size)
         return ds
+
+    def _located(self, path: tuple, exc: DataError) -> Exception:
+        """``exc`` as a SpecError at the step's ``path`` in the spec file (its message
+        without the key prefix ``data.train.steps[0]: ``, which the SpecError gives)."""
+        if self.doc is None:
+            return exc
+        key = ".".join(str(p) for p in path[:3]) + "".join(f"[{p}]" for p in path[3:])
+        message = str(exc)
+        return self.doc.error(path, message[len(key) + 2:] if message.startswith(key + ": ")
+                              else message)
+
+    def _train_count(self, name: str, size: int) -> int:
+        """The elements of split ``name`` before its batching step: ``size`` when no step
+        changes the count, else counted by one pass over epoch 0 (a filter, as ``data
+        inspect`` counts). DataError naming the split and the step that left no element."""
+        stages = self.stages.get(name, [])
+        if not stages:
+            return size
+        count = stages[-1][1].cardinality()
+        if count < 0:
+            count = sum(1 for _ in stages[-1][1].iterate(0))
+        if count == 0 and size > 0:
+            for part, ds in stages:
+                if ds.cardinality() == 0 or next(iter(ds.iterate(0)), None) is None:
+                    raise DataError(f"data.{name}: no elements left after steps[{part.path[-1]}] "
+                                    f"({part.cls.registered_name})")
+        return count
 
     def _steps_of(self, name: str) -> list[Part]:
         if name in self.sections:

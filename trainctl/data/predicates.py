@@ -38,6 +38,11 @@ class Predicate:
         options = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{name}({options})"
 
+    def check(self, element_spec: Any) -> None:
+        """DataError (prefixed by ``where``) when the predicate cannot fit elements of
+        ``element_spec`` (a ``(features, label)`` pair of TensorSpecs), known before
+        reading; nothing by default."""
+
     def __call__(self, features: Any, label: Any = None) -> bool:
         raise NotImplementedError
 
@@ -96,6 +101,18 @@ class Compare(Predicate):
     def __init__(self, config: Any, class_names: tuple[str, ...] | None = None, where: str = "filter"):
         super().__init__(config, class_names, where)
         self.op = _OPS[config.op]
+
+    def check(self, element_spec: Any) -> None:
+        """DataError when ``index`` is past the feature values of a known feature shape."""
+        if self.config.on != "features" or not isinstance(element_spec, tuple):
+            return
+        shape = getattr(element_spec[0], "shape", None)
+        if shape is None or any(s is None for s in shape):
+            return
+        size = int(np.prod(shape, dtype=np.int64))
+        if self.config.index >= size:
+            raise DataError(f"{self.where}: predicate compare: index {self.config.index} is past "
+                            f"the {size} feature values")
 
     def __call__(self, features: Any, label: Any = None) -> bool:
         if self.config.on == "label":

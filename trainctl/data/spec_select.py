@@ -58,7 +58,9 @@ class FilterStep(ElementStep):
     @classmethod
     def build(cls, ds: Dataset, config: Any, ctx: Context, nested: tuple | None = None) -> Dataset:
         assert nested is not None, "the planner validates the predicate first"
-        return ds.filter(nested[0](nested[1], ctx.class_names, where(ctx)))
+        predicate = nested[0](nested[1], ctx.class_names, where(ctx))
+        predicate.check(ds.element_spec)
+        return ds.filter(predicate)
 
 
 class _OfClass:
