@@ -84,6 +84,10 @@ def test_a_filter_that_leaves_no_training_data_names_the_step(work):
                                         r"\(filter\)$"):
         load(work, keep_one + "      - {type: filter, predicate: {type: label_in, values: "
                               "[virginica]}}\n      - {type: batch, batch_size: 32}\n")
+    from trainctl.cli.validate import check_spec_file    # validate reads the CSV whole
+    errors = check_spec_file(work / "s.yaml", [])
+    assert [str(e) for e in errors] == ["data.train: no elements left after steps[1] (filter)"]
+    assert check_spec_file(work / "s.yaml", ["data.train.steps[1]={type: shuffle}"]) == []
 
 
 def test_a_compare_index_past_the_features_is_located_by_load_and_validate(work):

@@ -266,6 +266,8 @@ class DataPlan:
         ctx = Context(seed, self.base_dir, num_classes=data.num_classes,
                       class_names=data.class_names)
         train = self._pipeline("train", data.x, data.y, ctx, 1)
+        if not hasattr(part.cls, "describe"):   # the whole source was read: nothing left
+            self._train_count("train", len(data), first_only=True)   # there, none in train
         spec = _pair_spec(train)
         return DataFacts(tuple(int(s) for s in spec[0].shape[1:] if s is not None),
                          data.num_classes, self.source_name, label_shape(train))
@@ -306,16 +308,19 @@ class DataPlan:
         return self.doc.error(path, message[len(key) + 2:] if message.startswith(key + ": ")
                               else message)
 
-    def _train_count(self, name: str, size: int) -> int:
+    def _train_count(self, name: str, size: int, first_only: bool = False) -> int:
         """The elements of split ``name`` before its batching step: ``size`` when no step
         changes the count, else counted by one pass over epoch 0 (a filter, as ``data
-        inspect`` counts). DataError naming the split and the step that left no element."""
+        inspect`` counts; ``first_only``: 1 once one element comes, for a check only).
+        DataError naming the split and the step that left no element."""
         stages = self.stages.get(name, [])
         if not stages:
             return size
         count = stages[-1][1].cardinality()
         if count < 0:
-            count = sum(1 for _ in stages[-1][1].iterate(0))
+            elements = stages[-1][1].iterate(0)
+            count = int(next(iter(elements), None) is not None) if first_only else \
+                sum(1 for _ in elements)
         if count == 0 and size > 0:
             for part, ds in stages:
                 if ds.cardinality() == 0 or next(iter(ds.iterate(0)), None) is None:
