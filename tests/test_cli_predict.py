@@ -167,7 +167,7 @@ def test_an_error_keeps_an_existing_output_and_quiet_prints_nothing(runs, tmp_pa
 @pytest.mark.parametrize("args, message", [
     (("--output", "{tmp}/p.txt"), "unknown format '.txt'"),
     (("--input", "{tmp}/none.csv"), "no such file"),
-    (("--input", "{tmp}/x.npy"), "rows of shape [5] do not fit the model's preprocessing"),
+    (("--input", "{tmp}/x.npy"), "x.npy: rows of shape [5], the model takes [4]"),
 ])
 def test_bad_arguments_are_one_line_errors(runs, tmp_path, args, message):
     spec, run = runs["iris"]
@@ -194,7 +194,7 @@ def test_an_unreadable_image_is_named_and_skipped_with_skip_bad(runs, tmp_path):
     result = predict(spec, run, folder, out, "--skip-bad")
     assert result.exit_code == 0, result.output
     assert len(read_csv(out)) == 10 and "skipped 2 bad row(s)" in result.stderr
-    assert f"{folder / '06.png'}: image of shape [3, 3], expected [6, 5]" in result.stderr
+    assert f"{folder / '06.png'}: shape [3, 3], the model takes [6, 5]" in result.stderr
 
 
 def test_a_progress_bar_on_a_terminal_only(runs, tmp_path, monkeypatch):
@@ -232,3 +232,67 @@ def test_a_missing_cell_is_a_malformed_row(runs, tmp_path, cell):
     source.write_text(f"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.0,{cell},4.0,1.2\n")
     result = predict(spec, run, source, tmp_path / "p.csv")
     assert result.exit_code == 2 and f"{source}:3: column 'sepal_width': missing value" in result.output
+
+
+def test_a_wrong_size_first_image_is_the_bad_row_not_the_others(runs, tmp_path):
+    import shutil
+
+    spec, run = runs["images"]
+    folder = tmp_path / "imgs"
+    shutil.copytree(runs["root"] / "images" / "dark", folder)
+    good = sorted(folder.glob("*.png"))
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "000_big.png")  # sorts first
+    out = tmp_path / "p.npz"
+    result = predict(spec, run, folder, out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {folder / '000_big.png'}: shape [10, 10], the model takes [6, 5] (pass --skip-bad "
+        f"to leave such rows out)"]
+    assert not out.exists()
+    result = predict(spec, run, folder, out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1 bad row(s): {folder / '000_big.png'}: shape [10, 10]" in result.stderr
+    assert "(1 row skipped)" in result.stdout
+    with np.load(out, allow_pickle=False) as d:
+        assert d["input"].tolist() == [str(p) for p in good]
+        pixels = np.stack([np.asarray(Image.open(p), np.float32) for p in good])
+        expected = torch.softmax(oracle(ckpt_of(run), pixels), dim=1).numpy()
+        np.testing.assert_allclose(d["probabilities"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_npy_of_another_width_names_both_shapes(runs, tmp_path):
+    spec, run = runs["images"]
+    np.save(tmp_path / "x.npy", np.zeros((4, 6, 4), np.float32))
+    result = predict(spec, run, tmp_path / "x.npy", tmp_path / "p.csv")
+    assert result.exit_code == 2 and "broadcast" not in result.output
+    assert f"{tmp_path / 'x.npy'}: rows of shape [6, 4], the model takes [6, 5]" in result.output
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_label_column_the_spec_does_not_name_is_pointed_out(runs, tmp_path):
+    spec, run = runs["iris"]
+    source = tmp_path / "kinds.csv"
+    source.write_text(IRIS_CSV.read_text().replace("species", "kind", 1))
+    result = predict(spec, run, source, tmp_path / "p.csv")
+    assert result.exit_code == 2 and "--skip-bad" not in result.output
+    assert f"{source} has 5 columns" in result.output and "the model takes [4]" in result.output
+    assert "drop the label column 'kind' (not numbers)" in result.output
+    numbers = tmp_path / "six.csv"
+    numbers.write_text("a,b,c,d,e,f\n1,2,3,4,5,6\n")
+    result = predict(spec, run, numbers, tmp_path / "p.csv")
+    assert result.exit_code == 2 and "model's feature columns only" in result.output
+
+
+def test_top_k_above_the_classes_warns_once_and_one_prediction_is_singular(runs, tmp_path):
+    spec, run = runs["iris"]
+    source = tmp_path / "one.csv"
+    source.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
+    out = tmp_path / "p.csv"
+    result = predict(spec, run, source, out, "--top-k", 10)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote 1 prediction to {out}\n"
+    assert result.stderr == "warning: --top-k 10 is more than the model's 3 classes; listing 3\n"
+    assert "top3_class" in read_csv(out)[0] and "top4_class" not in read_csv(out)[0]
+    spec, run = runs["images"]                     # 2 classes: the default 3 is capped silently
+    result = predict(spec, run, runs["root"] / "images", tmp_path / "q.csv")
+    assert result.exit_code == 0 and result.stderr == ""

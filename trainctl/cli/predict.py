@@ -4,6 +4,7 @@ a trained model's predictions on new raw data, preprocessed as in training."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -19,8 +20,9 @@ def predict_command(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the predictions: "
                                 ".csv, .jsonl or .npz (written atomically)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per forward pass."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed per row, most probable "
-                              "first (classifiers; at most the number of classes)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Classes listed per row, "
+                                        "most probable first (classifiers; default 3, at most "
+                                        "the number of classes: more is capped, with a warning)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave malformed rows out (listed "
                                   "on stderr) instead of stopping at the first."),
     latest: bool = typer.Option(False, "--latest", help="With a run directory: its latest "
@@ -41,20 +43,27 @@ def predict_command(
                               f"{', '.join(FORMATS)}")
         from trainctl.data.inputs import input_format, read_inputs
         from trainctl.io.predictions import write_predictions
-        from trainctl.train.predict import predict_rows
+        from trainctl.train.predict import predict_rows, row_check
         from trainctl.train.trained import load_trained
 
         trained = load_trained(spec, checkpoint, sets, device, latest=latest)
-        rows = read_inputs(input_path, input_format(trained.training_source, None), skip_bad)
+        fmt = input_format(trained.training_source, None)
+        fmt.check = row_check(trained)
+        rows = read_inputs(input_path, fmt, skip_bad)
         with _progress(len(rows.x), quiet) as advance:
-            preds = predict_rows(trained, rows, batch_size, top_k, advance)
+            preds = predict_rows(trained, rows, batch_size, top_k or 3, advance)
         write_predictions(output, preds)
+        classes = preds.probabilities.shape[1] if preds.probabilities is not None else None
+        if classes is not None and top_k is not None and top_k > classes:
+            err.print(f"warning: --top-k {top_k} is more than the model's {classes} classes; "
+                      f"listing {classes}", markup=False)
         if rows.skipped:
             err.print(f"skipped {len(rows.skipped)} bad row(s): {'; '.join(rows.skipped)}",
                       markup=False)
         if not quiet:
-            out.print(f"wrote {len(rows.ids)} predictions to {output}"
-                      + (f" ({len(rows.skipped)} rows skipped)" if rows.skipped else ""), markup=False)
+            n = len(rows.ids)
+            out.print(f"wrote {n} prediction{'' if n == 1 else 's'} to {output}"
+                      + (f" ({len(rows.skipped)} row{'' if len(rows.skipped) == 1 else 's'} skipped)" if rows.skipped else ""), markup=False)
 
 
 class _progress:

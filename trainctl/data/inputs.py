@@ -15,6 +15,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,7 +31,8 @@ class InputFormat:
     ``shape``: one raw element's feature shape when known (rows are checked against it);
     ``columns``: CSV columns to read (None: all but ``exclude``); ``npz_key``: the
     archive's features array (None: ``x``, or its only array); ``color`` and ``size``
-    ([height, width] or None): how images are decoded.
+    ([height, width] or None): how images are decoded; ``check``: given one raw row's
+    shape, why the model cannot take it (None when it can; None: no check).
     """
 
     shape: tuple[int, ...] | None = None
@@ -39,6 +41,7 @@ class InputFormat:
     npz_key: str | None = None
     color: str = "grayscale"
     size: tuple[int, int] | None = None
+    check: Callable[[tuple[int, ...]], str | None] | None = None
 
 
 @dataclass
@@ -97,6 +100,9 @@ def read_inputs(path: str | os.PathLike, fmt: InputFormat, skip_bad: bool = Fals
                         f"file, an image ({', '.join(IMAGE_SUFFIXES)}) or a folder of images")
     if len(rows.x) == 0:
         raise DataError(f"{path}: no rows to predict" + (f" ({len(rows.skipped)} skipped)" if rows.skipped else ""))
+    why = fmt.check(tuple(rows.x.shape[1:])) if fmt.check is not None else None
+    if why is not None:
+        raise DataError(f"{path}: rows of {why}")
     if fmt.shape is not None and tuple(rows.x.shape[1:]) != fmt.shape:
         raise DataError(f"{path}: rows of shape {list(rows.x.shape[1:])}, the model was trained "
                         f"on rows of shape {list(fmt.shape)}")
@@ -123,6 +129,7 @@ def _csv(path: Path, fmt: InputFormat, skip_bad: bool) -> Rows:
                                 f"{', '.join(header)}" if missing else f"{path}:1: no feature columns")
             index = [header.index(n) for n in names]
             rows = [(reader.line_num, row) for row in reader if row]
+            _check_columns(path, fmt, names, index, rows)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
@@ -147,6 +154,30 @@ def _csv(path: Path, fmt: InputFormat, skip_bad: bool) -> Rows:
         ids.append(where)
     x = np.asarray(values, dtype=np.float32).reshape(len(values), len(index))
     return Rows(x, ids, skipped)
+
+
+def _check_columns(path: Path, fmt: InputFormat, names: list[str], index: list[int],
+                   rows: list) -> None:
+    """DataError when ``fmt.check`` refuses rows of ``len(names)`` features, naming the
+    columns whose first cell is not a number (likely labels) when leaving them out fits."""
+    why = fmt.check((len(names),)) if fmt.check is not None else None
+    if why is None:
+        return
+    first = rows[0][1] if rows else []
+    texts = [n for n, j in zip(names, index) if j < len(first) and not _is_number(first[j])]
+    hint = "; give a file with the model's feature columns only"
+    if texts and fmt.check((len(names) - len(texts),)) is None:
+        hint = (f"; drop the label column{'s' if len(texts) > 1 else ''} "
+                f"{', '.join(map(repr, texts))} (not numbers)")
+    raise DataError(f"{path} has {len(names)} columns ({', '.join(names)}): {why}{hint}")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell.strip() in MISSING_VALUES
+    return True
 
 
 def _all_numbers(rows: list, index: list[int], width: int) -> np.ndarray | None:
@@ -197,6 +228,10 @@ def _images(files: list[Path], fmt: InputFormat, skip_bad: bool) -> Rows:
                 array = np.asarray(image, dtype=np.uint8)
         except (OSError, UnidentifiedImageError) as exc:
             _bad(skip_bad, skipped, str(file), f"cannot read as an image: {exc}")
+            continue
+        why = fmt.check(array.shape) if fmt.check is not None else None
+        if why is not None:
+            _bad(skip_bad, skipped, str(file), why)
             continue
         expected = images[0].shape if images else (fmt.shape if fmt.shape is not None else None)
         if expected is not None and array.shape != tuple(expected):

@@ -12,6 +12,38 @@ from trainctl.io.predictions import Predictions
 from trainctl.train.trained import Trained
 
 
+def row_check(trained: Trained) -> Callable[[tuple[int, ...]], str | None]:
+    """For :class:`~trainctl.data.inputs.InputFormat.check`: given one raw row's shape,
+    None when the checkpoint's preprocessing of a zero row of that shape gives the model's
+    input shape, else why not (``"shape [10, 10], the model takes [8, 8]"``; with a
+    shape-changing preprocessing, the shape after it too). Results are cached by shape."""
+    want = tuple(trained.model.input_shape)
+    cache: dict[tuple[int, ...], str | None] = {}
+
+    def after(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        try:
+            with np.errstate(all="ignore"):
+                return tuple(np.asarray(trained.preprocessing(np.zeros((1, *shape), np.float32))).shape[1:])
+        except (ValueError, TypeError, IndexError, DataError):
+            return None
+
+    def check(shape: tuple[int, ...]) -> str | None:
+        shape = tuple(int(n) for n in shape)
+        if shape not in cache:
+            got = after(shape)
+            if got == want:
+                cache[shape] = None
+            elif after(want) == want:      # raw rows have the model's input shape
+                cache[shape] = f"shape {list(shape)}, the model takes {list(want)}"
+            else:
+                cache[shape] = (f"shape {list(shape)}, which the preprocessing "
+                                f"({trained.preprocessing.describe()}) does not turn into the "
+                                f"model's input shape {list(want)}")
+        return cache[shape]
+
+    return check
+
+
 def predict_rows(trained: Trained, rows: Rows, batch_size: int = 256, top_k: int = 1,
                  on_batch: Callable[[int], None] | None = None) -> Predictions:
     """:class:`Predictions` of ``trained`` for ``rows`` (raw features: the checkpoint's
