@@ -170,5 +170,28 @@ def test_a_trained_run_with_its_standardization_takes_raw_rows(trained, tmp_path
 def test_a_json_weights_path_is_refused(trained, tmp_path):
     root, spec = trained
     result = export(spec, root / "run", tmp_path / "m.json", "--format", "safetensors")
-    assert result.exit_code == 2 and "another suffix than .json" in result.output
+    assert result.exit_code == 2 and "unknown extension '.json'" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_format_follows_the_extension_and_a_contradiction_is_refused(trained, tmp_path):
+    from trainctl.io import load_checkpoint
+
+    root, spec = trained
+    result = export(spec, root / "run", tmp_path / "m.safetensors")  # no --format
+    assert result.exit_code == 0, result.output
+    weights, stored = load_file(str(tmp_path / "m.safetensors")), load_checkpoint(root / "run")[0]
+    assert set(weights) == set(stored)
+    for name, value in stored.items():
+        np.testing.assert_array_equal(weights[name], np.asarray(value))
+    assert (tmp_path / "m.json").exists()
+    for args, message in [(("-o", "iris.xyz"), "-o {tmp}/iris.xyz: unknown extension '.xyz'"),
+                          (("-o", "x.onnx", "--format", "safetensors"), "the extension says onnx"),
+                          (("-o", "y.safetensors", "--format", "onnx"), "the extension says safetensors")]:
+        out = tmp_path / "bad"
+        out.mkdir(exist_ok=True)
+        result = CliRunner().invoke(app, ["export", str(spec), "--checkpoint", str(root / "run"),
+                                          args[0], str(out / args[1]), *args[2:]])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert message.format(tmp=out) in result.output, result.output
+        assert list(out.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -24,9 +25,10 @@ def export_command(
                                 "checkpoint instead."),
     output: Path = typer.Option(..., "-o", "--output", help="The file to write: model.onnx, or "
                                 "model.safetensors (with model.json beside it)."),
-    fmt: Format = typer.Option(Format.onnx, "--format", help="onnx: the inference graph (opset "
-                               "17, dynamic batch axis); safetensors: the weights alone plus a "
-                               "JSON description of the graph."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="onnx: the inference graph "
+                                         "(opset 17, dynamic batch axis); safetensors: the "
+                                         "weights alone plus a JSON description of the graph. "
+                                         "Default: from the -o extension (.onnx, .safetensors)."),
     with_preprocessing: bool = typer.Option(False, "--with-preprocessing", help="ONNX: put the "
                                             "checkpoint's feature preprocessing (standardize, "
                                             "normalize, cast) in the graph, which then takes "
@@ -36,6 +38,7 @@ def export_command(
     """Export a trained model: ONNX (named inputs and outputs, batch axis dynamic) or
     safetensors weights with a JSON graph description."""
     with user_errors():
+        fmt = _format(output, fmt)
         from trainctl.spec import load_spec
 
         load_spec(spec, sets)  # spec errors before torch is imported
@@ -58,3 +61,21 @@ def export_command(
         else:
             wrote = f"{output} and {export_portable(trained.model, output, meta)}"
     out.print(f"wrote {wrote}", markup=False)
+
+
+SUFFIXES = {".onnx": Format.onnx, ".safetensors": Format.safetensors}
+
+
+def _format(output: Path, fmt: Format | None) -> Format:
+    """The format ``-o output`` is written in: ``fmt`` when given, else by the extension.
+    Raises OutputError for another extension or one that contradicts ``fmt``."""
+    from trainctl.errors import OutputError
+
+    by_suffix = SUFFIXES.get(output.suffix.lower())
+    if by_suffix is None:
+        raise OutputError(f"-o {output}: unknown extension {output.suffix!r}; use "
+                          f"{' or '.join(SUFFIXES)}")
+    if fmt is not None and fmt is not by_suffix:
+        raise OutputError(f"-o {output} with --format {fmt.value}: the extension says "
+                          f"{by_suffix.value}; name the file .{fmt.value} or drop --format")
+    return by_suffix
