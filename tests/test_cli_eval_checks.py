@@ -93,3 +93,15 @@ def test_json_output_writes_null_for_a_non_finite_loss(trained, tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert payload["loss"] is None
+
+
+def test_split_and_data_together_are_refused(trained, tmp_path):
+    root, spec = trained
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c,d,label\n1,2,3,4,0\n")
+    result = evaluate(spec, root / "run", "--split", "validation", "--data", str(data))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == (f"error: --split validation and --data {data}: give one, not "
+                                     f"both (--data evaluates on that file instead of a split)")
+    result = evaluate(spec, root / "run", "--split", "validation", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["split"] == "validation"

@@ -27,7 +27,8 @@ def evaluate_command(
     spec: Path = typer.Argument(..., help="The spec the model was trained from."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
                                     "directory (its best checkpoint, else its final one)."),
-    split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate."),
+    split: Optional[Split] = typer.Option(None, "--split", help="Which split to evaluate "
+                                          "(default test; not with --data)."),
     data: Path = typer.Option(None, "--data", help="Evaluate on this file instead of a split: "
                               ".csv, .npz, .jsonl or a folder of images in class sub-folders "
                               "(read with the spec's source options when of the same kind)."),
@@ -47,6 +48,10 @@ def evaluate_command(
     from trainctl.errors import CheckpointError, OutputError
 
     with user_errors():
+        if split is not None and data is not None:
+            raise OutputError(f"--split {split.value} and --data {data}: give one, not both "
+                              f"(--data evaluates on that file instead of a split)")
+        split = split or Split.test
         if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
             raise OutputError(f"--plot {plot}: the file must end in {', '.join(PLOT_SUFFIXES)}")
         from trainctl.train import evaluate
