@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import signal
 from pathlib import Path
 
@@ -257,6 +258,27 @@ def test_sigterm_stops_with_143_and_says_how_to_resume(work, reference, tmp_path
     monkeypatch.undo()
     assert invoke("train", work / "tiny.yaml", "--resume", run).exit_code == 0
     assert same_run(run, reference)
+
+
+def test_the_resume_hint_repeats_the_flags_that_shaped_the_run(work, tmp_path, monkeypatch):
+    spec = tmp_path / "my spec.yaml"  # a space: the hint quotes it
+    spec.write_text((work / "tiny.yaml").read_text())
+    flags = ["--seed", "7", "--epochs", "4", "--set", "optimizer.learning_rate=0.01"]
+    ref = tmp_path / "ref"
+    assert invoke("train", spec, "--run-dir", ref, *flags).exit_code == 0
+    _signal_at_write(monkeypatch, {5: signal.SIGTERM})
+    run = tmp_path / "run"
+    result = invoke("train", spec, "--run-dir", run, *flags)
+    assert result.exit_code == 143
+    hint = result.stderr.splitlines()[-1]
+    assert hint.startswith("resume with: trainctl train '")
+    argv = shlex.split(hint.removeprefix("resume with: "))
+    assert argv == ["trainctl", "train", str(spec), "--resume", str(run), *flags]
+    monkeypatch.undo()
+    refused = invoke("train", spec, "--resume", run)  # the flags matter: without them, refused
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: ")
+    assert invoke(*argv[1:]).exit_code == 0  # the hint, as printed, resumes the same run
+    assert same_run(run, ref)
 
 
 def test_second_sigint_exits_130_at_once(work, tmp_path, monkeypatch):

@@ -3,9 +3,10 @@ run stopped by a signal (the library does the work; this module chooses and prin
 
 from __future__ import annotations
 
+import shlex
 import signal
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from trainctl.cli.common import err, out
 from trainctl.errors import TrainctlError
@@ -80,12 +81,38 @@ def report_init(report) -> None:
         out.print(f"  {row}", markup=False)
 
 
+def run_flags(*, device=None, precision=None, execution=None, seed=None, epochs=None,
+              sets: Sequence[str] = (), apply_optimizer_changes: bool = False,
+              nproc: Optional[int] = None) -> list[str]:
+    """The ``trainctl train`` options that shaped a run, as argv tokens: a resume must
+    repeat them (the spec they resolve to is compared with the checkpoint's)."""
+    flags: list[str] = []
+    for flag, value in (("--device", device), ("--precision", precision),
+                        ("--execution", execution), ("--seed", seed), ("--epochs", epochs)):
+        if value is not None:
+            flags += [flag, str(getattr(value, "value", value))]
+    for value in sets:
+        flags += ["--set", value]
+    if apply_optimizer_changes:
+        flags.append("--apply-optimizer-changes")
+    if nproc is not None and nproc > 1:
+        flags += ["--nproc", str(nproc)]
+    return flags
+
+
+def resume_command(spec_path: Path, run_path: Path, flags: Sequence[str] = ()) -> str:
+    """``trainctl train SPEC --resume RUN FLAGS...``, each word quoted for a POSIX shell."""
+    words = ["trainctl", "train", str(spec_path), "--resume", str(run_path), *flags]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 INCOMPLETE = 3  # the exit code of a run a callback (time_budget) stopped before its end
 
 
-def stopped(trainer, spec_path: Path, run_path: Path) -> int:
+def stopped(trainer, spec_path: Path, run_path: Path, flags: Sequence[str] = ()) -> int:
     """Print how a run stopped by a signal or by a callback (the time budget) can be
-    resumed; returns the exit code: 128 + the signal number, or 3 (:data:`INCOMPLETE`)."""
+    resumed (``flags``: the run's options, see :func:`run_flags`); returns the exit code:
+    128 + the signal number, or 3 (:data:`INCOMPLETE`)."""
     from trainctl.train.signals import exit_code
 
     name = (f"by {signal.Signals(trainer.stop_signal).name}" if trainer.stop_signal is not None
@@ -98,11 +125,11 @@ def stopped(trainer, spec_path: Path, run_path: Path) -> int:
         note = "no checkpoint written for this stop" + (f"; the last one is {entry.path}"
                                                          if entry is not None else "")
     err.print(f"stopped {name} after step {trainer.step}; {note}", markup=False)
-    err.print(f"resume with: trainctl train {spec_path} --resume {run_path}", markup=False)
+    err.print(f"resume with: {resume_command(spec_path, run_path, flags)}", markup=False)
     return exit_code(trainer.stop_signal) if trainer.stop_signal is not None else INCOMPLETE
 
 
-def aborted(exc, trainer, spec_path: Path, run_path: Path) -> int:
+def aborted(exc, trainer, spec_path: Path, run_path: Path, flags: Sequence[str] = ()) -> int:
     """Print what a second stopping signal left; returns the exit code."""
     ck = trainer.checkpointer
     entry = ck.store.newest_valid()[0] if ck is not None else None
@@ -110,5 +137,5 @@ def aborted(exc, trainer, spec_path: Path, run_path: Path) -> int:
     err.print(f"second {signal.Signals(exc.signum).name}: exited at once, without a checkpoint "
               f"of the step in progress; {last}", markup=False)
     if entry is not None:
-        err.print(f"resume with: trainctl train {spec_path} --resume {run_path}", markup=False)
+        err.print(f"resume with: {resume_command(spec_path, run_path, flags)}", markup=False)
     return exc.exit_code

@@ -60,6 +60,11 @@ def train(
         from trainctl.spec.distribute import World  # data-parallel: --nproc, torchrun
 
         world = World.from_env()
+        from trainctl.cli.resuming import run_flags
+
+        flags = run_flags(device=device, precision=precision, execution=execution, seed=seed,
+                          epochs=epochs, sets=sets, nproc=nproc,
+                          apply_optimizer_changes=apply_optimizer_changes)
         if nproc is not None and nproc > 1:
             if world is not None:
                 raise TrainctlError("--nproc starts the processes itself; under torchrun "
@@ -74,8 +79,11 @@ def train(
         if world is not None and world.size > 1:
             from trainctl.cli.train_parallel import train_replica
 
+            from trainctl.cli.launch import launched_nproc
+
             return train_replica(world, spec, s, run_dir, resume, apply_optimizer_changes,
-                                 init_from, init_filter, quiet, log_format.value)
+                                 init_from, init_filter, quiet, log_format.value,
+                                 [*flags, *launched_nproc(world)])
         # torch and the data libraries load only once the spec itself is valid, so a
         # typo in it is reported at once
         from trainctl.io import RunDir, default_run_dir
@@ -97,7 +105,7 @@ def train(
             from trainctl.cli.progress import RunOutput
 
             return _resume(spec, s, setup, target, apply_optimizer_changes,
-                           RunOutput(out, log_format.value, quiet, is_tty()))
+                           RunOutput(out, log_format.value, quiet, is_tty()), flags)
         if init_from is not None:  # before the run directory exists: an error leaves nothing
             from trainctl.train.init_from import init_from as load_initial
 
@@ -126,14 +134,15 @@ def train(
             else:
                 finish_run(rd.path, _status_of(exc), started, error=f"{type(exc).__name__}: {exc}")
             if isinstance(exc, SignalExit):
-                raise typer.Exit(resuming.aborted(exc, trainer, spec, path)) from None
+                raise typer.Exit(resuming.aborted(exc, trainer, spec, path, flags)) from None
             raise
-        _finish(trainer, spec, path, view, started)
+        _finish(trainer, spec, path, view, started, flags)
 
 
 def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool,
-            view) -> None:
-    """``--resume``: continue the run at ``path`` (see trainctl.train.resume)."""
+            view, flags: list[str]) -> None:
+    """``--resume``: continue the run at ``path`` (see trainctl.train.resume); ``flags``:
+    the options to repeat in a resume hint."""
     from trainctl.cli import resuming
     from trainctl.io import RunDir
     from trainctl.io.records import finish_run, start_run
@@ -160,9 +169,9 @@ def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool
             rd.close()
             finish_run(rd.path, _status_of(exc), started, error=f"{type(exc).__name__}: {exc}")
             if isinstance(exc, SignalExit):
-                raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path)) from None
+                raise typer.Exit(resuming.aborted(exc, trainer, spec_file, path, flags)) from None
             raise
-    _finish(trainer, spec_file, path, view, started)
+    _finish(trainer, spec_file, path, view, started, flags)
 
 
 def _child_args(spec, run_dir, device, seed, epochs, sets, resume, apply_optimizer_changes,
@@ -192,9 +201,10 @@ def _status_of(exc: BaseException) -> str:
     return "interrupted" if isinstance(exc, (SignalExit, KeyboardInterrupt)) else "failed"
 
 
-def _finish(trainer, spec_file: Path, path: Path, view, started: float) -> None:
+def _finish(trainer, spec_file: Path, path: Path, view, started: float,
+            flags: list[str] = ()) -> None:
     """After fit: report a stop by signal (exit 128+N) or by the time budget (exit 3),
-    else the test split and the run;
+    with a resume hint repeating ``flags``, else the test split and the run;
     run.json gets the run's status."""
     from trainctl.cli import resuming
     from trainctl.io.records import finish_run
@@ -204,7 +214,7 @@ def _finish(trainer, spec_file: Path, path: Path, view, started: float) -> None:
     trainer.run_dir.close()
     if (trainer.stop_signal is not None or trainer.stop_reason) and not trainer.finished:
         finish_run(path, "interrupted", started)
-        raise typer.Exit(resuming.stopped(trainer, spec_file, path))
+        raise typer.Exit(resuming.stopped(trainer, spec_file, path, flags))
     if setup.splits.sizes.get("test", 0):
         result = evaluate(setup, setup.splits.test)
         view.event({"kind": "test", **result},
