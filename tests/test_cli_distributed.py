@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -114,6 +115,36 @@ def test_nproc_ends_the_job_when_a_rank_is_killed(tmp_path):
     step = sorted((run / "checkpoints").glob("step-*"))[0]  # rank 0's epoch checkpoint stays
     weights = load_file(str(step / "weights.safetensors"))
     assert all(np.isfinite(v).all() for v in weights.values())
+
+
+def test_ctrl_c_on_nproc_is_one_interrupted_line_and_the_resume_hint(tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", batch=8, steps=1, timeout=30)
+    spec.write_text(spec.read_text().replace("train: {steps: 1}", "train: {epochs: 2}"))
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    job = subprocess.Popen([sys.executable, "-m", "trainctl", "train", str(spec), "--nproc", "2",
+                            "--epochs", "500", "--run-dir", str(run), "--quiet"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((run / "checkpoints").glob("step-*")):  # epoch 1 is done
+            assert job.poll() is None, job.communicate()
+            assert time.monotonic() < deadline, "the job did not finish an epoch"
+            time.sleep(0.1)
+        os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C does: the launcher and both ranks
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("interrupted after step "), err
+    assert "; the last checkpoint is " in lines[0]
+    assert shlex.split(lines[1].removeprefix("resume with: ")) == [
+        "trainctl", "train", str(spec), "--resume", str(run), "--epochs", "500", "--nproc", "2"]
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
 
 
 def test_nproc_under_a_launcher_is_refused(tmp_path):

@@ -3,7 +3,9 @@ environment: ``--nproc N`` or torchrun started it). trainctl.train.distributed d
 work; this module wires the command: every rank validates the spec, loads its shard and
 trains; rank 0 alone writes the run directory, prints and evaluates the test split.
 Ctrl-C/SIGTERM end the job without a snapshot (ranks could stop at different steps);
-resume it from its last checkpoint with the same ``--nproc``.
+resume it from its last checkpoint with the same ``--nproc``. On Ctrl-C rank 0 alone
+prints (``interrupted``, the last checkpoint and the resume hint); every rank exits 130,
+also one whose collective failed because a peer stopped first.
 """
 
 from __future__ import annotations
@@ -13,14 +15,40 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
+import typer
+
 from trainctl.cli.common import err, is_tty, out
+
+_interrupted: list[bool] = []  # set by the first SIGINT
+
+
+def _on_sigint(signum, frame) -> None:
+    """The first SIGINT raises KeyboardInterrupt; repeats (the terminal's and the
+    launcher's copy) are ignored so they cannot cut the run's clean-up short."""
+    if not _interrupted:
+        _interrupted.append(True)
+        raise KeyboardInterrupt
 
 
 def train_replica(world, spec_file: Path, s, run_dir: Optional[Path], resume: Optional[str],
                   apply_optimizer_changes: bool, init_from: Optional[Path],
-                  init_filter: list[str], quiet: bool, log_format: str) -> None:
+                  init_filter: list[str], quiet: bool, log_format: str,
+                  flags: list[str] = ()) -> None:
     """Run this process's rank of the job; raises TrainctlError subclasses (a lost peer:
-    DistributedError)."""
+    DistributedError), typer.Exit(130) on Ctrl-C (``flags``: the options a resume hint
+    repeats)."""
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        _replica(world, spec_file, s, run_dir, resume, apply_optimizer_changes, init_from,
+                 init_filter, quiet, log_format, flags)
+    except KeyboardInterrupt:
+        if world.is_main:
+            raise  # "interrupted", exit 130 (trainctl.cli.common.user_errors)
+        raise typer.Exit(130) from None
+
+
+def _replica(world, spec_file, s, run_dir, resume, apply_optimizer_changes, init_from,
+             init_filter, quiet, log_format, flags) -> None:
     import torch
 
     from trainctl.backend import resolve_device
@@ -53,10 +81,12 @@ def train_replica(world, spec_file: Path, s, run_dir: Optional[Path], resume: Op
     signal.signal(signal.SIGTERM, partial(_terminated, world.rank))
     try:
         _run(world, spec_file, s, setup, cfg, backend, target, run_dir, apply_optimizer_changes,
-             view)
+             view, flags)
     except RuntimeError as exc:
         if not distributed.is_collective_failure(exc):
             raise
+        if _interrupted:  # a peer stopped on the same Ctrl-C first
+            raise typer.Exit(130) from None
         raise distributed.DistributedError(
             f"rank {world.rank}: lost the other processes of the job (one failed, or hung "
             f"past distribute.timeout_s = {cfg.timeout_s:g} s): {distributed.first_line(exc)}"
@@ -71,7 +101,8 @@ def _terminated(rank: int, signum, frame) -> None:
     raise DistributedError(f"rank {rank}: stopped by SIGTERM (the launcher ends the job)")
 
 
-def _run(world, spec_file, s, setup, cfg, backend, target, run_dir, apply_optimizer_changes, view):
+def _run(world, spec_file, s, setup, cfg, backend, target, run_dir, apply_optimizer_changes, view,
+         flags):
     from trainctl.cli.train import _finish, _status_of
     from trainctl.errors import TrainctlError
     from trainctl.io import RunDir, default_run_dir
@@ -119,14 +150,41 @@ def _run(world, spec_file, s, setup, cfg, backend, target, run_dir, apply_optimi
         try:
             trainer.fit()
         except BaseException as exc:
+            from trainctl.train.distributed import is_collective_failure
+
+            stopped = isinstance(exc, KeyboardInterrupt) or (
+                bool(_interrupted) and isinstance(exc, RuntimeError)
+                and is_collective_failure(exc))
+            kept = True
             if main:
                 rd.close()
                 if target is None and not any(rd.checkpoints.glob("*")):
                     rd.discard()
+                    kept = False
                     err.print(f"removed the unfinished run directory {path}", markup=False)
                 else:
-                    finish_run(rd.path, _status_of(exc), started,
+                    finish_run(rd.path, "interrupted" if stopped else _status_of(exc), started,
                                error=f"{type(exc).__name__}: {exc}")
-            raise
+            if not stopped:
+                raise
+            if main:
+                _interrupt_hint(trainer, spec_file, Path(path), flags, kept)
+            raise typer.Exit(130) from None
     if main:
-        _finish(trainer, spec_file, Path(path), view, started)
+        _finish(trainer, spec_file, Path(path), view, started, flags)
+
+
+def _interrupt_hint(trainer, spec_file: Path, path: Path, flags, kept: bool) -> None:
+    """Rank 0 after Ctrl-C: one ``interrupted`` line, and how to resume when a
+    checkpoint is left."""
+    from trainctl.cli.resuming import resume_command
+
+    ck = trainer.checkpointer
+    entry = ck.store.newest_valid()[0] if ck is not None and kept else None
+    if entry is None:
+        err.print(f"interrupted after step {trainer.step}; no checkpoint was written",
+                  markup=False)
+        return
+    err.print(f"interrupted after step {trainer.step}; the last checkpoint is {entry.path}",
+              markup=False)
+    err.print(f"resume with: {resume_command(spec_file, path, flags)}", markup=False)
