@@ -177,6 +177,7 @@ def test_run_length_defaults():
     assert kinds.Cosine.defaults(kinds.Cosine.Config(decay_steps=7), None).decay_steps == 7
     with pytest.raises(ValueError, match="decay_steps: the length of the run is unknown"):
         kinds.Cosine.defaults(kinds.Cosine.Config(), None)
-    with pytest.raises(ValueError, match="no more than the 10 of warmup"):
-        kinds.Cosine.defaults(kinds.Cosine.Config(warmup_steps=10), 10)
+    notes = []
+    assert kinds.Cosine.defaults(kinds.Cosine.Config(warmup_steps=10), 10, notes).decay_steps == 1
+    assert len(notes) == 1 and "the run has 10 steps, no more than the 10 of warmup" in notes[0]
     assert math.isclose(ours("one_cycle", 1, total_steps=5)[0], BASE / 25)

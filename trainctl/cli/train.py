@@ -100,6 +100,8 @@ def train(
             raise TrainctlError("--apply-optimizer-changes applies only with --resume")
         setup = prepare(s)
         check_monitor(setup)  # before any run directory is made or opened
+        for notice in setup.notices:
+            err.print(f"warning: {notice}", markup=False)
         target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
         if target is not None:
             from trainctl.cli.progress import RunOutput

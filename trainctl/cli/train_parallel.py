@@ -69,6 +69,8 @@ def _replica(world, spec_file, s, run_dir, resume, apply_optimizer_changes, init
     if cfg.sync_batch_norm:
         convert_sync_batch_norm(setup.model.layers)
     main = world.is_main
+    for notice in setup.notices if main else ():
+        err.print(f"warning: {notice}", markup=False)
     view = RunOutput(out, log_format, quiet or not main, is_tty())
     target = resuming.resume_target(resume, run_dir, s) if resume is not None else None
     if init_from is not None:

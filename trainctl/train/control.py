@@ -62,7 +62,7 @@ def finish_control(setup: "Setup", plan: ControlPlan, check) -> None:
         kind, config = plan.schedule
         length = updates_in_run(setup) if config.interval == "step" else run_length(setup)[0]
         try:
-            config = kind.defaults(config, length)
+            config = kind.defaults(config, length, setup.notices)
             plan.schedule = kind, config
         except ValueError as exc:
             check.add(("schedule",), str(exc))

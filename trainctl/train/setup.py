@@ -8,7 +8,7 @@ SpecErrors located in the spec file, before any training starts or any file is w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,6 +47,9 @@ class Setup:
     """The validated ``schedule`` and ``callbacks`` (a spec.kinds.control.ControlPlan)."""
     shard: tuple[int, int] | None = None
     """(world size, rank) of a data-parallel run (train/distributed.py), else None."""
+
+    notices: list[str] = field(default_factory=list)
+    """Warnings about the spec for the user (e.g. a run shorter than its warmup)."""
 
     graph: Any = None
     """The traced step functions with ``execution: graph`` (train.graph_step.graph_steps)."""

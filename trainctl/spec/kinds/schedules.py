@@ -51,10 +51,15 @@ class ScheduleKind:
     run_length: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def defaults(cls, config: ScheduleConfig, length: Optional[int]) -> ScheduleConfig:
+    def defaults(cls, config: ScheduleConfig, length: Optional[int],
+                 notes: Optional[list[str]] = None) -> ScheduleConfig:
         """``config`` with each option of :attr:`run_length` left null set to the run's
         ``length`` in the interval's units (minus the warmup). Raises ValueError naming the
-        option when it is needed and the length is unknown or too short."""
+        option when it is needed and the length is unknown.
+
+        A run no longer than its warmup (a short trial run, ``--epochs 1``) spends all of it
+        warming up, as torch's SequentialLR and Hugging Face's warmup schedules do: the
+        option is set to 1 (it is never reached) and a warning is appended to ``notes``."""
         updates = {}
         warmup = getattr(config, "warmup_steps", 0)
         for key in cls.run_length:
@@ -64,10 +69,14 @@ class ScheduleKind:
                 raise ValueError(f"{key}: the length of the run is unknown (the training data "
                                  f"has no known number of batches); give {key}")
             if length - warmup <= 0:
-                raise ValueError(f"{key}: the run has {length} {config.interval}s, no more "
-                                 f"than the {warmup} of warmup; shorten the warmup (e.g. "
-                                 f"--set schedule.warmup_steps={length // 5}), train longer "
-                                 f"(--epochs), or give {key}")
+                if notes is not None:
+                    notes.append(f"schedule: the run has {length} {config.interval}s, no more "
+                                 f"than the {warmup} of warmup: it ends during the warmup, "
+                                 f"before the {cls.registered_name} part ({key} set to 1); "
+                                 f"for a full schedule shorten the warmup (e.g. --set "
+                                 f"schedule.warmup_steps={length // 5}) or train longer")
+                updates[key] = 1
+                continue
             updates[key] = length - warmup
         return config.model_copy(update=updates) if updates else config
 
