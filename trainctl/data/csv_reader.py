@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import difflib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -19,6 +21,20 @@ from trainctl.errors import DataError
 
 #: cell values that count as missing (compared after stripping spaces)
 MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "?")
+
+
+@contextmanager
+def csv_errors(path: Path) -> Iterator[None]:
+    """Turn what reading the CSV file ``path`` can raise (bad UTF-8, a csv.Error, an
+    OSError) into one DataError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 @dataclass
@@ -52,32 +68,25 @@ def read_csv(paths: list[Path], delimiter: str = ",",
     lines: list[int] = []
     file_of_row: list[int] = []
     for f, path in enumerate(paths):
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.reader(fh, delimiter=delimiter)
-                first = next(reader, None)
-                if first is None:
-                    raise DataError(f"{path}: empty file (expected a header row)")
-                first = [name.strip() for name in first]
-                if header is None:
-                    header = _check_header(path, first)
-                elif first != header:
-                    raise DataError(f"{path}:1: header {first} differs from {paths[0].name}'s {header}")
-                for row in reader:
-                    if not row:
-                        continue             # blank line
-                    if len(row) != len(header):
-                        raise DataError(f"{path}:{reader.line_num}: expected {len(header)} fields "
-                                        f"({', '.join(header)}), got {len(row)}")
-                    cells.append(row)
-                    lines.append(reader.line_num)
-                    file_of_row.append(f)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except csv.Error as exc:
-            raise DataError(f"{path}: malformed CSV: {exc}") from None
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        with csv_errors(path), open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            first = next(reader, None)
+            if first is None:
+                raise DataError(f"{path}: empty file (expected a header row)")
+            first = [name.strip() for name in first]
+            if header is None:
+                header = _check_header(path, first)
+            elif first != header:
+                raise DataError(f"{path}:1: header {first} differs from {paths[0].name}'s {header}")
+            for row in reader:
+                if not row:
+                    continue             # blank line
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{reader.line_num}: expected {len(header)} fields "
+                                    f"({', '.join(header)}), got {len(row)}")
+                cells.append(row)
+                lines.append(reader.line_num)
+                file_of_row.append(f)
     assert header is not None
     line_array = np.array(lines, dtype=np.int64)
     file_array = np.array(file_of_row, dtype=np.int64)

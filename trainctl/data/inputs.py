@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from trainctl.data.csv_reader import MISSING_VALUES
+from trainctl.data.csv_reader import MISSING_VALUES, csv_errors
 from trainctl.data.readers import IMAGE_SUFFIXES, read_npy, read_npz
 from trainctl.errors import DataError
 
@@ -116,26 +116,19 @@ def _bad(skip_bad: bool, skipped: list[str], where: str, why: str) -> None:
 
 
 def _csv(path: Path, fmt: InputFormat, skip_bad: bool) -> Rows:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [name.strip() for name in next(reader, None) or []]
-            if not header:
-                raise DataError(f"{path}: empty file (expected a header row)")
-            names = fmt.columns or [n for n in header if n not in fmt.exclude]
-            missing = [n for n in names if n not in header]
-            if missing or not names:
-                raise DataError(f"{path}:1: no column {', '.join(map(repr, missing))}; the header is "
-                                f"{', '.join(header)}" if missing else f"{path}:1: no feature columns")
-            index = [header.index(n) for n in names]
-            rows = [(reader.line_num, row) for row in reader if row]
-            _check_columns(path, fmt, names, index, rows)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV: {exc}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with csv_errors(path), open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [name.strip() for name in next(reader, None) or []]
+        if not header:
+            raise DataError(f"{path}: empty file (expected a header row)")
+        names = fmt.columns or [n for n in header if n not in fmt.exclude]
+        missing = [n for n in names if n not in header]
+        if missing or not names:
+            raise DataError(f"{path}:1: no column {', '.join(map(repr, missing))}; the header is "
+                            f"{', '.join(header)}" if missing else f"{path}:1: no feature columns")
+        index = [header.index(n) for n in names]
+        rows = [(reader.line_num, row) for row in reader if row]
+        _check_columns(path, fmt, names, index, rows)
     fast = _all_numbers(rows, index, len(header))
     if fast is not None:                  # every row well formed: converted at once
         return Rows(fast, [f"{path}:{line}" for line, _ in rows])
