@@ -157,6 +157,17 @@ def test_typo_fails_validation_and_skips_the_rest(specs):
     assert report.name is None
 
 
+def test_an_unknown_layer_option_fails_validation_not_build(tmp_path):
+    """What ``trainctl validate`` rejects (an unknown activation, found by the kinds'
+    checks, not by the top-level schema) fails smoke's validate check."""
+    bad = write(tmp_path, "bad_act.yaml", GOOD.replace("activation: relu", "activation: nonexistent_act"))
+    report = smoke_spec(bad, FAST)
+    first = report.checks[0]
+    assert (first.name, first.status) == ("validate", "fail"), first
+    assert "bad_act.yaml:" in first.detail and "nonexistent_act" in first.detail, first.detail
+    assert all(c.status == "skip" for c in report.checks[1:]), report.checks
+
+
 def test_one_failing_spec_does_not_stop_the_others(specs):
     seen = []
     reports = smoke_specs([specs["dir"]], FAST, on_report=seen.append)
@@ -293,6 +304,7 @@ def test_cli_user_errors_exit_2(specs, tmp_path):
     result = runner.invoke(app, ["smoke", str(specs["good"]), "--junit",
                                  str(tmp_path / "no" / "dir" / "r.xml"), "--steps", "1"])
     assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert "nothing was run" in result.stderr and "7/7" not in result.stderr  # refused first
 
 
 def test_readme_test_command_runs_the_smoke_and_ci_runs_it_verbatim():

@@ -36,9 +36,17 @@ from trainctl.errors import DataError
 
 
 def _validate(ctx: Context) -> Check:
+    """The schema, then every layer, loss, optimizer, metric, schedule and callback the
+    spec names with their options and the model's shapes (``check_references``, as
+    ``trainctl validate`` does); the data are checked by ``build``."""
     from trainctl.spec import load_spec
+    from trainctl.spec.kinds.check import check_references
 
-    ctx.spec = load_spec(ctx.path, ctx.options.overrides)
+    spec = load_spec(ctx.path, ctx.options.overrides)
+    errors = check_references(spec.doc).errors
+    if errors:
+        raise spec.doc.sorted(list(errors))
+    ctx.spec = spec
     return Check("", PASS, f"spec {ctx.spec.name!r} is valid")
 
 

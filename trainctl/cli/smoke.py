@@ -31,8 +31,12 @@ def smoke_command(
     with user_errors():
         from trainctl.check import SmokeOptions, find_specs, junit_xml, smoke_spec
         from trainctl.check.results import write_atomic
+        from trainctl.errors import OutputError
 
         files = find_specs(paths)
+        if junit is not None and not junit.parent.is_dir():  # before minutes of checks
+            raise OutputError(f"cannot write {str(junit)!r}: folder {str(junit.parent)!r} "
+                              "does not exist; nothing was run")
         if device is not None:
             from trainctl.backend import resolve_device
 
