@@ -13,10 +13,9 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from trainctl.autodiff import GradientTape, ops
+from trainctl.autodiff import GradientTape
 from trainctl.autodiff.tensor import Tensor
 from trainctl.compile import Function, OptimizerStep, effect
-from trainctl.nn.regularizers import regularization_loss
 
 
 class GraphSteps:
@@ -31,12 +30,7 @@ class GraphSteps:
     def _train(self, x: Tensor, y: Tensor, guarded: bool):
         s = self.setup
         with GradientTape() as tape:
-            pred = s.model(x, training=True)
-            per_sample = s.loss(y, pred)
-            loss = ops.mean(per_sample)
-            penalty = regularization_loss(s.model.layers)
-            if penalty is not None:
-                loss = loss + penalty
+            per_sample, loss, pred = s.training_loss(x, y)
         grads = tape.gradient(loss, s.model.trainable_variables)
         if guarded:  # the guard reads the values, at run time, inside the update node
             update = OptimizerStep(s.optimizer, x.shape[0], check=self._check, lead=3)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from trainctl.autodiff import GradientTape, no_grad, ops
+from trainctl.autodiff import GradientTape, no_grad
 from trainctl.autodiff.tensor import Tensor
 from trainctl.backend import manual_seed
 from trainctl.backend.precision import precision_scope
@@ -105,12 +105,7 @@ class Trainer(Control):
             return graph.train_step(self.guard, x, y)  # scaling stays eager for now)
         params = s.model.trainable_variables
         with GradientTape() as tape:
-            pred = s.model(x, training=True)
-            per_sample = s.loss(y, pred)
-            loss = ops.mean(per_sample)
-            penalty = regularization_loss(s.model.layers)  # kernel/bias regularizers
-            if penalty is not None:
-                loss = loss + penalty
+            per_sample, loss, pred = s.training_loss(x, y)  # + kernel/bias regularizers
             # fp16: the gradients of the scaled loss, unscaled; the step skipped on inf/NaN
             scaled = loss if self.scaler is None else loss * Tensor(self.scaler.scale)
         grads = self.gradients(tape, scaled, params)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from trainctl.autodiff import ops
 from trainctl.backend import manual_seed, resolve_device
 from trainctl.backend.precision import supported as precision_supported
 from trainctl.data import Splits, plan_data
@@ -21,6 +22,7 @@ from trainctl.errors import DeviceError, SpecError, SpecErrors, UnknownNameError
 from trainctl.graph import Model, build_model, spec_doc
 from trainctl.nn.losses import Loss, losses
 from trainctl.nn.metrics import Metric, build_metric
+from trainctl.nn.regularizers import regularization_loss
 from trainctl.optim import Optimizer, optimizers
 from trainctl.spec import Spec, SpecDoc
 from trainctl.spec.kinds.check import DataFacts, fit_problems
@@ -58,6 +60,18 @@ class Setup:
     def world_size(self) -> int:
         """Processes training together (1 unless data-parallel)."""
         return self.shard[0] if self.shard is not None else 1
+
+    def training_loss(self, x, y):
+        """The training forward pass of one batch, as both step paths (eager, and traced in
+        graph mode) record it on their tape: (per-sample loss [B], mean loss plus the
+        layers' kernel/bias regularization penalty (scalar), predictions)."""
+        pred = self.model(x, training=True)
+        per_sample = self.loss(y, pred)
+        loss = ops.mean(per_sample)
+        penalty = regularization_loss(self.model.layers)
+        if penalty is not None:
+            loss = loss + penalty
+        return per_sample, loss, pred
 
     def resolved_yaml(self) -> str:
         """:attr:`resolved` as YAML that ``load_spec`` reads back to the same spec."""
