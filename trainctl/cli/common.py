@@ -35,6 +35,13 @@ PrecisionOption = Annotated[Optional[str], typer.Option(
     "precision): matmuls and convolutions in bf16/fp16 (fp16 with loss scaling), the rest in "
     "float32; tf32 lets CUDA use TensorFloat-32.")]
 
+#: ``checkpoint: Path = CHECKPOINT_OPTION`` (required) with ``latest: LatestOption =
+#: False``: the model a command loads (eval, predict, export; train.trained.resolve_checkpoint).
+CHECKPOINT_OPTION = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
+                                 "directory (its best checkpoint, else its final one).")
+LatestOption = Annotated[bool, typer.Option(
+    "--latest", help="With a run directory: its latest checkpoint instead of the best.")]
+
 
 class SafeStdout(io.TextIOBase):
     """``sys.stdout`` (looked up at each call, so test runners' captures work) that turns a

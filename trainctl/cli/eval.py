@@ -12,7 +12,9 @@ from typing import Any, Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, PrecisionOption, SetOption, out, user_errors
+from trainctl.cli.common import (
+    CHECKPOINT_OPTION, DeviceOption, LatestOption, PrecisionOption,
+    SetOption, out, user_errors)
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -25,15 +27,13 @@ class Split(str, Enum):
 
 def evaluate_command(
     spec: Path = typer.Argument(..., help="The spec the model was trained from."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
-                                    "directory (its best checkpoint, else its final one)."),
+    checkpoint: Path = CHECKPOINT_OPTION,
     split: Optional[Split] = typer.Option(None, "--split", help="Which split to evaluate "
                                           "(default test; not with --data)."),
     data: Path = typer.Option(None, "--data", help="Evaluate on this file instead of a split: "
                               ".csv, .npz, .jsonl or a folder of images in class sub-folders "
                               "(read with the spec's source options when of the same kind)."),
-    latest: bool = typer.Option(False, "--latest", help="With a run directory: its latest "
-                                "checkpoint instead of the best."),
+    latest: LatestOption = False,
     plot: Path = typer.Option(None, "--plot", help="Write the confusion matrix as a picture "
                               "(.png, .svg or .pdf)."),
     execution: Optional[str] = typer.Option(None, "--execution", help="eager or graph "

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import SetOption, out, user_errors
+from trainctl.cli.common import CHECKPOINT_OPTION, LatestOption, SetOption, out, user_errors
 
 
 class Format(str, Enum):
@@ -19,10 +19,8 @@ class Format(str, Enum):
 
 def export_command(
     spec: Path = typer.Argument(..., help="The spec the model was trained from."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
-                                    "directory (its best checkpoint, else its final one)."),
-    latest: bool = typer.Option(False, "--latest", help="With a run directory: its newest "
-                                "checkpoint instead."),
+    checkpoint: Path = CHECKPOINT_OPTION,
+    latest: LatestOption = False,
     output: Path = typer.Option(..., "-o", "--output", help="The file to write: model.onnx, or "
                                 "model.safetensors (with model.json beside it)."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="onnx: the inference graph "

@@ -8,13 +8,14 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
+from trainctl.cli.common import (
+    CHECKPOINT_OPTION, DeviceOption, LatestOption, SetOption,
+    err, out, user_errors)
 
 
 def predict_command(
     spec: Path = typer.Argument(..., help="The spec the model was trained from."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory or a run "
-                                    "directory (its best checkpoint, else its final one)."),
+    checkpoint: Path = CHECKPOINT_OPTION,
     input_path: Path = typer.Option(..., "--input", "-i", help="A .csv, .npy or .npz file, an "
                                     "image, or a folder of images."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the predictions: "
@@ -25,8 +26,7 @@ def predict_command(
                                         "the number of classes: more is capped, with a warning)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave malformed rows out (listed "
                                   "on stderr) instead of stopping at the first."),
-    latest: bool = typer.Option(False, "--latest", help="With a run directory: its latest "
-                                "checkpoint instead of the best."),
+    latest: LatestOption = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     device: DeviceOption = None,
     sets: SetOption = [],
