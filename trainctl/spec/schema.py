@@ -25,7 +25,6 @@ from trainctl.spec.doc import SpecDoc, load_doc
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
 from trainctl.spec.training import TrainConfig
-from trainctl.spec.training import TrainConfig
 from trainctl.spec.yaml_loader import dump_yaml
 
 SPEC_FORMAT = 1
