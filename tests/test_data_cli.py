@@ -110,6 +110,21 @@ def test_bench_times_every_stage(spec):
     assert "elements/s" in text and "batch(batch_size=256" in text
 
 
+def test_bench_notes_a_parallel_map_that_ran_serially(spec, tmp_path):
+    parallel = spec.read_text().replace(
+        "steps: [standardize, {type: shuffle},",
+        "steps: [{type: shuffle, buffer_size: 8}, {type: map, transform: standardize, num_parallel_calls: 2},")
+    (tmp_path / "data").mkdir()
+    shutil.copy(spec.parent / "data" / "iris.csv", tmp_path / "data" / "iris.csv")
+    (tmp_path / "p.yaml").write_text(parallel)
+    stages = json.loads(invoke("data", "bench", tmp_path / "p.yaml", "--json").stdout)["stages"]
+    assert [r["serial_reason"] is not None for r in stages] == [False, False, True, False]
+    reason = "the iteration ended after 90 elements, within the first 20 ms of work timed"
+    assert stages[2]["serial_reason"].startswith(reason)
+    lines = invoke("data", "bench", tmp_path / "p.yaml").stdout.splitlines()
+    assert lines[-1].startswith(f"note: {stages[2]['stage']} ran serially: {reason}")
+
+
 def test_bad_data_section_is_located(tmp_path):
     (tmp_path / "s.yaml").write_text(SPEC.replace("data/iris.csv", "data/none.csv"))
     result = invoke("data", "inspect", tmp_path / "s.yaml")

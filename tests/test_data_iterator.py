@@ -13,6 +13,8 @@ from trainctl.data import Dataset, TensorSpec
 from trainctl.data.transforms import RandomFlip
 from trainctl.errors import DataError
 
+from parallel_helpers import map_in_threads  # noqa: F401  (a fixture)
+
 X = np.random.default_rng(0).random((45, 3)).astype(np.float32)
 Y = np.arange(45)
 IMAGES = np.arange(30 * 4, dtype=np.float32).reshape(30, 2, 2)
@@ -53,7 +55,7 @@ def as_lists(elements):
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
-def test_resumed_iterator_yields_the_remaining_elements(name):
+def test_resumed_iterator_yields_the_remaining_elements(name, map_in_threads):
     build = PIPELINES[name]
     for epoch in (0, 2):
         full = as_lists(build().iterate(epoch))

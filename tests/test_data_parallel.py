@@ -13,6 +13,8 @@ from trainctl.data.parallel import ChunkSizer, Map
 from trainctl.data.transforms import RandomFlip
 from trainctl.errors import DataError
 
+from parallel_helpers import map_in_threads  # noqa: F401  (a fixture)
+
 
 def _map_threads() -> int:
     return sum(t.name.startswith("trainctl-map") and t.is_alive() for t in threading.enumerate())
@@ -31,22 +33,22 @@ def test_chunk_sizer_aims_at_the_target_work_per_chunk():
     assert sizer.size() == 1
 
 
-def test_a_fast_function_is_handed_out_in_chunks(monkeypatch):
+def test_a_fast_function_is_handed_out_in_chunks(monkeypatch, map_in_threads):
     calls = []
     original = Map._apply_chunk
 
-    def counting(self, chunk, key, first, sizer):
+    def counting(self, chunk, key, first, sizer, probe):
         calls.append(len(chunk))
-        return original(self, chunk, key, first, sizer)
+        return original(self, chunk, key, first, sizer, probe)
 
     monkeypatch.setattr(Map, "_apply_chunk", counting)
     out = [int(v) for v in Dataset.range(5000).map(lambda v: v + 1, num_parallel_calls=2)]
     assert out == list(range(1, 5001))
-    assert sum(calls) == 5000 and max(calls) > 1
+    assert sum(calls) == 5000 - 3 and max(calls) > 1   # after 3 timed in the caller
     assert len(calls) < 5000 / 4                   # not one hand-off per element
 
 
-def test_parallel_random_map_equals_serial_and_resumes_mid_chunk():
+def test_parallel_random_map_equals_serial_and_resumes_mid_chunk(map_in_threads):
     images = np.arange(3000 * 6, dtype=np.float32).reshape(3000, 2, 3)
 
     def pipeline(calls):
@@ -66,7 +68,7 @@ def test_parallel_random_map_equals_serial_and_resumes_mid_chunk():
     assert _map_threads() == 0
 
 
-def test_error_inside_a_chunk_yields_what_came_before_then_raises_with_the_index():
+def test_error_inside_a_chunk_yields_what_came_before_then_raises_with_the_index(map_in_threads):
     def fail_at(v):
         if v == 2500:
             raise KeyError("missing")

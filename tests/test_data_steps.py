@@ -14,6 +14,8 @@ from trainctl.data import AUTOTUNE, Dataset, TensorSpec
 from trainctl.data.transforms import RandomFlip
 from trainctl.errors import DataError
 
+from parallel_helpers import map_in_threads  # noqa: F401  (a fixture)
+
 
 def ints(ds, epoch=0):
     return [int(v) for v in ds.iterate(epoch)]
@@ -35,7 +37,7 @@ def augmented(calls, depth):
     return ds.prefetch(depth) if depth else ds
 
 
-def test_same_seed_same_order_whatever_parallelism_or_prefetch_depth():
+def test_same_seed_same_order_whatever_parallelism_or_prefetch_depth(map_in_threads):
     reference = [tolist(augmented(None, 0), e) for e in range(3)]
     assert reference[0] != reference[1]                    # reshuffled and re-augmented
     for calls in (1, 2, 4, AUTOTUNE):
@@ -139,7 +141,7 @@ def _map_threads() -> int:
     return sum(t.name.startswith("trainctl-map") and t.is_alive() for t in threading.enumerate())
 
 
-def test_parallel_map_error_is_raised_in_the_caller_with_the_index_and_stops_workers():
+def test_parallel_map_error_is_raised_in_the_caller_with_the_index_and_stops_workers(map_in_threads):
     def fail_at_37(v):
         if v == 37:
             raise ValueError("bad element")
@@ -160,7 +162,7 @@ def test_parallel_map_error_is_raised_in_the_caller_with_the_index_and_stops_wor
     assert _map_threads() == 0
 
 
-def test_parallel_map_keeps_order_with_uneven_work():
+def test_parallel_map_keeps_order_with_uneven_work(map_in_threads):
     def slow_evens(v):
         time.sleep(0.002 if int(v) % 2 == 0 else 0)
         return v

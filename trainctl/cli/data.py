@@ -121,7 +121,8 @@ def bench_command(
             typer.echo(json.dumps({"spec": str(spec), "split": split.value, "stages": [
                 {"stage": r.stage, "elements": r.elements, "samples": r.samples,
                  "seconds": r.seconds, "elements_per_second": r.elements_per_second,
-                 "samples_per_second": r.samples_per_second} for r in rates]}))
+                 "samples_per_second": r.samples_per_second, "serial_reason": r.serial_reason}
+                for r in rates]}))
             return
         width = max(len(r.stage) for r in rates)
         out.print(f"{'stage':<{width}}  {'elements':>9}  {'elements/s':>12}  {'samples/s':>12}",
@@ -129,3 +130,6 @@ def bench_command(
         for r in rates:
             out.print(f"{r.stage:<{width}}  {r.elements:>9}  {r.elements_per_second:>12,.0f}  "
                       f"{r.samples_per_second:>12,.0f}", markup=False)
+        for r in rates:
+            if r.serial_reason:
+                out.print(f"note: {r.stage} ran serially: {r.serial_reason}", markup=False)

@@ -7,10 +7,12 @@ trainctl pickles nothing). So a parallel map speeds up only the part of the func
 runs without the GIL (Pillow's resampling, numpy and torch kernels on large enough
 arrays); pure-Python work runs one thread at a time. Parallel map hands out elements in
 chunks sized to the function's measured time (about 2 ms of work each), so the hand-off
-costs little even when one call takes microseconds. Every step keeps its input's order, so the same seed gives
-the same elements whatever ``num_parallel_calls`` or the prefetch depth. An error in a
-worker is raised in the consuming thread, after every worker of that iteration has
-stopped; closing or dropping an iterator early stops its threads too.
+costs little even when one call takes microseconds, and it runs serially when the
+threads do not pay off, measured on the first elements (:mod:`trainctl.data.overlap`).
+Every step keeps its input's order, so the same seed gives the same elements whatever
+``num_parallel_calls`` or the prefetch depth. An error in a worker is raised in the
+consuming thread, after every worker of that iteration has stopped; closing or dropping
+an iterator early stops its threads too.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import collections
 import itertools
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import numpy as np
 
 from trainctl.data.dataset import AUTOTUNE, Dataset, Key, check_int, transformations, where
+from trainctl.data.overlap import ParallelProbe
 from trainctl.data.steps import Step, call_unpacked
 from trainctl.data.structure import spec_of, to_arrays
 from trainctl.errors import DataError, TrainctlError
@@ -109,11 +111,17 @@ class Map(Step):
 
     A tuple element is unpacked into ``fn``'s arguments (tf.data's convention); an
     :class:`ElementTransform` gets the whole element and its own random generator.
-    ``num_parallel_calls`` > 1 (or AUTOTUNE: one per CPU) calls ``fn`` in that many
-    threads, yielding results in input order. Workers take chunks of consecutive elements
+    ``num_parallel_calls`` > 1 (or AUTOTUNE: one per CPU) calls ``fn`` in up to that many
+    threads, yielding results in input order, when threads pay off: each iteration first
+    applies ``fn`` in the caller for about 20 ms of work, stays serial if an element costs
+    under 20 µs, else starts the threads and, after about 50 ms of their work, finishes
+    serially if they ran under 1.2x the serial speed (``fn`` holding the GIL, or no idle
+    CPU). :class:`~trainctl.data.overlap.ParallelProbe` decides; ``serial_reason`` says
+    why the latest iteration ran serially. Workers take chunks of consecutive elements
     (:class:`ChunkSizer`: about 2 ms of work each, at most 256 elements), up to twice as
     many chunks as threads ahead of the caller; element ``i`` is still called with index
-    ``i``, so the results do not depend on the thread count or the chunk sizes.
+    ``i``, so the results do not depend on the thread count, the chunk sizes or when the
+    map ran serially.
 
     An exception raised by ``fn`` becomes a DataError naming the element's index in the
     epoch (``map: element 3 (epoch 0): ValueError: ...``, chained to the original),
@@ -121,12 +129,17 @@ class Map(Step):
     applied to the first input element of epoch 0 (DataError when the input is empty).
     """
 
+    #: makes the probe of one iteration from the thread count (tests swap in other settings)
+    probe_type: Callable[[int], ParallelProbe] = ParallelProbe
+
     def __init__(self, input: Dataset, fn: Callable[..., Any], num_parallel_calls: int | None = None):
         super().__init__(input)
         if not callable(fn):
             raise DataError(f"map: fn must be callable, got {fn!r}")
         self.fn = fn
         self.workers = workers_for("map", num_parallel_calls)
+        #: why the latest iteration ran serially although ``workers`` > 1 (None if not)
+        self.serial_reason: str | None = None
 
     def _apply(self, element: Any, key: Key | None, index: int | None) -> Any:
         fn = self.fn
@@ -158,43 +171,75 @@ class Map(Step):
             for index, element in enumerate(self.input._iterate(key, start), start):
                 yield self._apply(element, key, index)
             return
-        yield from self._parallel(key, start)
+        yield from self._probed(key, start)
 
-    def _parallel(self, key: Key, start: int) -> Iterator[Any]:
-        source = self.input._iterate(key, start)
+    def _probed(self, key: Key, start: int) -> Iterator[Any]:
+        """Serially while :class:`ParallelProbe` times ``fn``, then in threads while they
+        pay off, then serially again if they do not; ``serial_reason`` says why."""
+        probe = self.probe_type(self.workers)
+        clock, self.serial_reason = probe.clock, None
+        source, index, full = self.input._iterate(key, start), start, False
+        try:
+            for element in source:
+                began = clock()
+                result = self._apply(element, key, index)
+                full = probe.serial_call(clock() - began)
+                index += 1
+                yield result
+                if full:
+                    break
+            if not full:
+                self.serial_reason = probe.ended_early(index - start)
+                return
+            if not probe.stay_serial():
+                index = yield from self._parallel(source, key, index, probe)
+            self.serial_reason = probe.reason
+            for index, element in enumerate(source, index):
+                yield self._apply(element, key, index)
+        finally:
+            getattr(source, "close", lambda: None)()
+
+    def _parallel(self, source: Iterator[Any], key: Key, index: int,
+                  probe: ParallelProbe) -> Generator[Any, None, int]:
+        """Elements from ``index`` on in threads, until ``source`` ends or the probe's
+        verdict is False; returns the index the caller continues from."""
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="trainctl-map")
         sizer, pending = ChunkSizer(), collections.deque()
-        index, exhausted = start, False
+        sizer.record(probe.serial_seconds, probe.serial_elements)
+        exhausted = stop = False
         try:
-            while pending or not exhausted:
-                while not exhausted and len(pending) < 2 * self.workers:
+            while pending or not (exhausted or stop):
+                while not (exhausted or stop) and len(pending) < 2 * self.workers:
                     chunk = list(itertools.islice(source, sizer.size()))
                     exhausted = len(chunk) == 0
                     if chunk:
-                        pending.append(pool.submit(self._apply_chunk, chunk, key, index, sizer))
+                        pending.append(pool.submit(self._apply_chunk, chunk, key, index, sizer, probe))
                         index += len(chunk)
                 if pending:
                     results, error = pending.popleft().result()
                     yield from results
                     if error is not None:
                         raise error
+                stop = stop or probe.verdict() is False
+            return index
         finally:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            getattr(source, "close", lambda: None)()
 
-    def _apply_chunk(self, chunk: list, key: Key, first: int,
-                     sizer: ChunkSizer) -> tuple[list, BaseException | None]:
+    def _apply_chunk(self, chunk: list, key: Key, first: int, sizer: ChunkSizer,
+                     probe: ParallelProbe) -> tuple[list, BaseException | None]:
         """The results of a chunk's elements up to the first error, and that error."""
         results: list = []
-        started = time.perf_counter()
+        started = probe.clock()
         try:
             for offset, element in enumerate(chunk):
                 results.append(self._apply(element, key, first + offset))
         except Exception as exc:
             return results, exc
-        sizer.record(time.perf_counter() - started, len(chunk))
+        ended = probe.clock()
+        sizer.record(ended - started, len(chunk))
+        probe.record_chunk(started, ended, len(chunk))
         return results, None
 
     def _params(self) -> dict[str, Any]:

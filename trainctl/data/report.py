@@ -16,6 +16,7 @@ import numpy as np
 from trainctl.data.dataset import Dataset
 from trainctl.data.iterator import describe, walk
 from trainctl.data.ordering import Batch, PaddedBatch
+from trainctl.data.parallel import Map
 from trainctl.data.splits import Splits
 from trainctl.data.steps import Unbatch
 from trainctl.data.structure import flatten
@@ -131,6 +132,8 @@ class StageRate:
     elements: int
     samples: int
     seconds: float
+    #: why the stage, a map with ``num_parallel_calls``, ran serially (None if it did not)
+    serial_reason: str | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -143,7 +146,9 @@ class StageRate:
 
 def bench_stages(ds: Dataset, seconds: float = 2.0, epoch: int = 0) -> list[StageRate]:
     """Time every stage of the pipeline ending in ``ds``, each from the source up to it:
-    iterate epoch ``epoch`` until it ends or ``seconds`` have passed."""
+    iterate epoch ``epoch`` until it ends or ``seconds`` have passed. A parallel map that
+    found its threads did not pay off (:class:`~trainctl.data.overlap.ParallelProbe`)
+    carries the reason it ran serially."""
     rates = []
     names = describe(ds)
     for name, stage in zip(names, walk(ds)):
@@ -159,7 +164,8 @@ def bench_stages(ds: Dataset, seconds: float = 2.0, epoch: int = 0) -> list[Stag
                     break
         finally:
             it.close()
-        rates.append(StageRate(name, elements, samples, time.perf_counter() - start))
+        rates.append(StageRate(name, elements, samples, time.perf_counter() - start,
+                               stage.serial_reason if isinstance(stage, Map) else None))
     return rates
 
 
