@@ -22,6 +22,16 @@ warm-up epoch; every case yields shuffled (x float32 [256, 784], y int64 [256]) 
   cost of handing elements to threads, which no parallelism can hide; and of a function
   waiting 0.2 ms without the GIL (``time.sleep``, a stand-in for a file read), which
   threads overlap even on a machine without idle cores.
+- parallel map of realistic decoding: image files in an image folder (RGB, smooth
+  gradients plus noise so they compress like photographs), 64x64 PNG and 224x224 JPEG
+  (quality 90), each read, decoded and resized to 96x96 float32 [0, 1] by Pillow per
+  element; and of numpy and torch work on larger arrays (``np.sort`` of 65,536 float32,
+  a 256x256 float32 matmul in torch on one thread).
+
+For each parallel case the table says when the map ran serially (its
+``serial_reason``), and ``--gil`` adds the share of the bare function that runs without
+the GIL, inferred with Amdahl's law from a plain 2-thread ``ThreadPoolExecutor.map``
+speed-up ``s`` (share = 2 (1 - 1/s)); it is only meaningful when 2 CPUs are idle.
 
 ``--parallel-only`` runs the parallel map cases alone.
 
@@ -121,23 +131,91 @@ class Mapped:
         return self.fn(self.images[i]), self.labels[i]
 
 
-def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str) -> list[tuple[str, float]]:
+def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str,
+                  loader: bool = True) -> list[tuple[str, float]]:
     """trainctl's map at several num_parallel_calls (ratio to serial), then DataLoader."""
     from trainctl.data import AUTOTUNE
 
     rows, serial = [], None
     for calls in (None, 2, 4, AUTOTUNE):
-        ds = Dataset.from_tensor_slices((images, labels)).map(
-            lambda a, b: (fn(a), b), num_parallel_calls=calls).batch(BATCH)
+        mapped = Dataset.from_tensor_slices((images, labels)).map(
+            lambda a, b: (fn(a), b), num_parallel_calls=calls)
+        ds = mapped.batch(BATCH)
         rate = epoch_rate(lambda r: ds.iterate(r), len(labels), 1)
         serial = serial or rate
         label = "AUTOTUNE" if calls == AUTOTUNE else calls
-        rows.append((f"{name}: trainctl map, num_parallel_calls={label} ({rate / serial:.2f}x serial)", rate))
-    for workers in (0, 2) if fn not in (double, wait_a_bit) else ():
+        note = f"; ran serially: {mapped.serial_reason}" if mapped.serial_reason else ""
+        rows.append((f"{name}: trainctl map, num_parallel_calls={label} ({rate / serial:.2f}x serial{note})", rate))
+    if GIL_SHARE:
+        rows.append((f"{name}: share of fn without the GIL (bare 2-thread pool, Amdahl): "
+                     f"{gil_free_share(fn, images):.0%}", float("nan")))
+    for workers in (0, 2) if loader else ():
         loader = torch_loader(Mapped(images, labels, fn), workers)
         rate = epoch_rate(lambda r: loader, len(labels), 1)
         rows.append((f"{name}: DataLoader, num_workers={workers} ({rate / serial:.2f}x trainctl serial)", rate))
     return rows
+
+
+GIL_SHARE = False
+
+
+def gil_free_share(fn, items) -> float:
+    """2 (1 - 1/s), s the speed-up of a plain 2-thread pool over a loop (best of 3 each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items[:400])
+
+    def best(run) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    serial = best(lambda: [fn(a) for a in items])
+    with ThreadPoolExecutor(2) as pool:
+        threaded = best(lambda: list(pool.map(fn, items, chunksize=8)))
+    return min(1.0, max(0.0, 2 * (1 - threaded / serial)))
+
+
+def write_images(folder: Path, count: int, side: int, fmt: str, rng) -> np.ndarray:
+    """``count`` RGB images of ``side`` px in ``folder/<class>/`` (an image folder); their paths."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    paths = []
+    for k in range(count):
+        phase = rng.random(3)
+        base = 255 * np.stack([(xx + phase[0]) % 1, (yy + phase[1]) % 1, (xx * yy + phase[2]) % 1], -1)
+        noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        path = folder / f"class{k % 2}" / f"{k:05d}.{fmt.lower()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(noisy).save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        paths.append(str(path))
+    return np.array(paths)
+
+
+def decode_resize(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(str(path)) as image:
+        small = image.convert("RGB").resize((96, 96), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32) / np.float32(255)
+
+
+def numpy_sort(a: np.ndarray) -> np.ndarray:
+    return np.sort(a)
+
+
+def torch_matmul(a: np.ndarray) -> np.ndarray:
+    import torch
+
+    t = torch.from_numpy(a)
+    return (t @ t).numpy()
+
+
+LOAD_AT_START = os.getloadavg()[0]
 
 
 def main() -> None:
@@ -145,7 +223,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10000 samples, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parallel-only", action="store_true", help="only the parallel map cases")
+    parser.add_argument("--gil", action="store_true", help="add each parallel case's GIL-free share")
     args = parser.parse_args()
+    global GIL_SHARE
+    GIL_SHARE = args.gil
     n = 10_000 if args.quick else 60_000
     repeats = 1 if args.quick else args.repeats
 
@@ -198,8 +279,18 @@ def parallel_cases(x: np.ndarray, y: np.ndarray, quick: bool, rng) -> list[tuple
     rgb = rng.integers(0, 256, (500 if quick else 1500, 64, 64, 3), dtype=np.uint8)
     rows += parallel_rows(pil_rgb, rgb, y[:len(rgb)], "Pillow RGB 64→192→96")
     tiny = x[:20000, :8].copy()
-    rows += parallel_rows(double, tiny, y[:len(tiny)], "x * 2 on 8 floats")
-    rows += parallel_rows(wait_a_bit, tiny[:2000], y[:2000], "wait 0.2 ms without the GIL")
+    rows += parallel_rows(double, tiny, y[:len(tiny)], "x * 2 on 8 floats", loader=False)
+    rows += parallel_rows(wait_a_bit, tiny[:2000], y[:2000], "wait 0.2 ms without the GIL", loader=False)
+    count = 300 if quick else 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, fmt in ((64, "PNG"), (224, "JPEG")):
+            paths = write_images(Path(tmp) / f"{fmt}{side}", count, side, fmt, rng)
+            rows += parallel_rows(decode_resize, paths, y[:count],
+                                  f"image folder, {side}x{side} {fmt} decode+resize to 96x96")
+    arrays = rng.random((200 if quick else 600, 65536), dtype=np.float32)
+    rows += parallel_rows(numpy_sort, arrays, y[:len(arrays)], "np.sort of 65,536 float32", loader=False)
+    mats = rng.random((200 if quick else 600, 256, 256), dtype=np.float32)
+    rows += parallel_rows(torch_matmul, mats, y[:len(mats)], "torch 256x256 matmul (1 thread)", loader=False)
     return rows
 
 
@@ -216,12 +307,12 @@ def report(rows: list[tuple[str, float]], n: int) -> None:
     import torch
 
     print(f"\n{n} x 784 float32, batch {BATCH}, {os.cpu_count()} CPUs (load average "
-          f"{os.getloadavg()[0]:.1f}), numpy {np.__version__}, "
+          f"{os.getloadavg()[0]:.1f} at the end, {LOAD_AT_START:.1f} at the start), numpy {np.__version__}, "
           f"torch {torch.__version__}\n")
     print("| case | samples/s |")
     print("| --- | ---: |")
     for name, rate in rows:
-        print(f"| {name} | {rate:,.0f} |")
+        print(f"| {name} | {rate:,.0f} |" if rate == rate else f"| {name} | |")
 
 
 if __name__ == "__main__":

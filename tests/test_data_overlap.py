@@ -155,6 +155,17 @@ def test_work_that_holds_the_gil_falls_back_to_serial_keeping_order_errors_and_r
     assert got == [3 * v for v in range(900)] and _map_threads() == 0
 
 
+def test_threads_are_tried_again_after_a_second_of_serial_work(monkeypatch):
+    ds, threads = _fake_clock_map(monkeypatch, cost=1e-3, n=2000)   # 1 ms a call, made up
+    assert [int(v) for v in ds.iterate(0)] == [3 * v for v in range(2000)]
+    main = threading.current_thread().name
+    ran = [threads[v] != main for v in range(2000)]
+    assert not any(ran[:21]) and any(ran[21:200])                     # probed, tried, fell back
+    assert not any(ran[200:1000])                                     # serial for 1 s
+    assert any(ran[1000:1300]) and not any(ran[1500:])                # tried again, fell back
+    assert ds.serial_reason.startswith("2 threads ran the first ") and _map_threads() == 0
+
+
 def test_short_iteration_stays_serial_and_says_so():
     ds = Dataset.range(10).map(lambda v: v + 1, num_parallel_calls=AUTOTUNE)
     assert [int(v) for v in ds.iterate(0)] == list(range(1, 11))

@@ -114,10 +114,11 @@ class Map(Step):
     ``num_parallel_calls`` > 1 (or AUTOTUNE: one per CPU) calls ``fn`` in up to that many
     threads, yielding results in input order, when threads pay off: each iteration first
     applies ``fn`` in the caller for about 20 ms of work, stays serial if an element costs
-    under 20 µs, else starts the threads and, after about 50 ms of their work, finishes
+    under 20 µs, else starts the threads and, after about 50 ms of their work, goes on
     serially if they ran under 1.2x the serial speed (``fn`` holding the GIL, or no idle
-    CPU). :class:`~trainctl.data.overlap.ParallelProbe` decides; ``serial_reason`` says
-    why the latest iteration ran serially. Workers take chunks of consecutive elements
+    CPU), and probes again 1 s later, then 2 s, 4 s ... (at most 64 s).
+    :class:`~trainctl.data.overlap.ParallelProbe` decides; ``serial_reason`` says why the
+    latest iteration ran serially (at its end). Workers take chunks of consecutive elements
     (:class:`ChunkSizer`: about 2 ms of work each, at most 256 elements), up to twice as
     many chunks as threads ahead of the caller; element ``i`` is still called with index
     ``i``, so the results do not depend on the thread count, the chunk sizes or when the
@@ -129,8 +130,10 @@ class Map(Step):
     applied to the first input element of epoch 0 (DataError when the input is empty).
     """
 
-    #: makes the probe of one iteration from the thread count (tests swap in other settings)
+    #: makes a probe from the thread count (tests swap in other settings)
     probe_type: Callable[[int], ParallelProbe] = ParallelProbe
+    #: seconds of serial work after which threads that did not pay off are tried again
+    retry_after = 1.0
 
     def __init__(self, input: Dataset, fn: Callable[..., Any], num_parallel_calls: int | None = None):
         super().__init__(input)
@@ -167,35 +170,48 @@ class Map(Step):
         return self.input._index_order(key)
 
     def _iterate(self, key: Key, start: int = 0) -> Iterator[Any]:
-        if self.workers <= 1:
-            for index, element in enumerate(self.input._iterate(key, start), start):
-                yield self._apply(element, key, index)
-            return
-        yield from self._probed(key, start)
+        return self._serial(key, start) if self.workers <= 1 else self._probed(key, start)
+
+    def _serial(self, key: Key, start: int) -> Iterator[Any]:
+        for index, element in enumerate(self.input._iterate(key, start), start):
+            yield self._apply(element, key, index)
 
     def _probed(self, key: Key, start: int) -> Iterator[Any]:
-        """Serially while :class:`ParallelProbe` times ``fn``, then in threads while they
-        pay off, then serially again if they do not; ``serial_reason`` says why."""
-        probe = self.probe_type(self.workers)
-        clock, self.serial_reason = probe.clock, None
-        source, index, full = self.input._iterate(key, start), start, False
+        """Serially while a :class:`ParallelProbe` times ``fn``, then in threads while they
+        pay off; when they do not, serially for ``retry_after`` seconds on the probe's
+        clock (doubling each time, at most 64 s), then probed again. ``serial_reason``
+        says why it ran serially."""
+        source, index, wait = self.input._iterate(key, start), start, self.retry_after
+        self.serial_reason = None
         try:
-            for element in source:
-                began = clock()
-                result = self._apply(element, key, index)
-                full = probe.serial_call(clock() - began)
-                index += 1
-                yield result
-                if full:
-                    break
-            if not full:
-                self.serial_reason = probe.ended_early(index - start)
-                return
-            if not probe.stay_serial():
-                index = yield from self._parallel(source, key, index, probe)
-            self.serial_reason = probe.reason
-            for index, element in enumerate(source, index):
-                yield self._apply(element, key, index)
+            while True:
+                probe = self.probe_type(self.workers)
+                clock, full = probe.clock, False
+                for element in source:
+                    began = clock()
+                    result = self._apply(element, key, index)
+                    full = probe.serial_call(clock() - began)
+                    index += 1
+                    yield result
+                    if full:
+                        break
+                if not full:
+                    self.serial_reason = self.serial_reason or probe.ended_early(index - start)
+                    return
+                if not probe.stay_serial():
+                    index = yield from self._parallel(source, key, index, probe)
+                self.serial_reason = probe.reason
+                if probe.reason is None:        # the threads ran to the end
+                    return
+                until, wait = clock() + wait, min(2 * wait, 64.0)
+                for element in source:
+                    result = self._apply(element, key, index)
+                    index += 1
+                    yield result
+                    if clock() >= until:
+                        break
+                else:
+                    return
         finally:
             getattr(source, "close", lambda: None)()
 
