@@ -160,7 +160,7 @@ def test_optimizer_update_effect_replays_adam_like_eager():
         assert float(le) == float(lg)
     np.testing.assert_array_equal(wg.numpy(), we.numpy())
     assert og.iterations == oe.iterations == 5
-    assert "adam_foreach" in [n.op for n in traced.trace(x).optimized.nodes]
+    assert "adam_fused" in [n.op for n in traced.trace(x).optimized.nodes]
 
 
 def test_a_function_called_inside_a_trace_is_inlined():

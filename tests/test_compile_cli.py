@@ -19,7 +19,7 @@ def test_graph_ir_prints_the_optimised_training_step():
     assert res.exit_code == 0, res.output
     assert res.output.startswith("graph train_step")
     assert "addmm" in res.output and "free(" in res.output
-    assert "optimizer_update" in res.output or "adam_foreach" in res.output
+    assert "optimizer_update" in res.output or "adam_fused" in res.output
     traced = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "traced", "--set", "device=cpu"])
     assert traced.exit_code == 0 and "matmul_nd" in traced.output and "free(" not in traced.output
     assert "addmm" not in traced.output

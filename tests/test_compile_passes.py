@@ -104,7 +104,7 @@ def test_fuse_addmm_with_and_without_relu():
     _same_outputs(g, after, [(8, 5)], exact=False)
 
 
-def test_foreach_optimizer_batches_adam_bit_for_bit():
+def test_foreach_optimizer_fuses_adam_bit_for_bit():
     def build():
         ws = [tc.Variable(_rand(3, 4, seed=1), name="a"), tc.Variable(_rand(4, seed=2), name="b")]
         return ws, build_optimizer("adamw", ws, learning_rate=0.1, weight_decay=0.01)
@@ -125,8 +125,8 @@ def test_foreach_optimizer_batches_adam_bit_for_bit():
     x = tc.tensor(_rand(2, 3, seed=7))
     f2.trace(x)
     f1(x)
-    assert f2.trace(x).optimized.count("adam_foreach") == 1
-    assert f1.trace(x).optimized.count("adam_foreach") == 0
+    assert f2.trace(x).optimized.count("adam_fused") == 1
+    assert f1.trace(x).optimized.count("adam_fused") == 0
     for i in range(4):
         x = tc.tensor(_rand(2, 3, seed=8 + i))
         assert float(f1(x)) == float(f2(x))

@@ -9,10 +9,10 @@ whole step with it (``trainctl.train.graph_step``).
 from trainctl.compile.codegen import compile_graph, generate
 from trainctl.compile.function import ConcreteFunction, Function, RetracingWarning, function, trace
 from trainctl.compile.ir import Graph, Node, Ref
-from trainctl.compile.optimizer import AdamForeach, OptimizerStep
+from trainctl.compile.optimizer import AdamFused, OptimizerStep
 from trainctl.compile.passes import DEFAULT_PASSES, PASSES, run_passes
 from trainctl.compile.tracer import GraphTraceError, effect
 
 __all__ = ["function", "Function", "ConcreteFunction", "RetracingWarning", "trace", "Graph",
            "Node", "Ref", "PASSES", "DEFAULT_PASSES", "run_passes", "compile_graph", "generate",
-           "GraphTraceError", "effect", "OptimizerStep", "AdamForeach"]
+           "GraphTraceError", "effect", "OptimizerStep", "AdamFused"]

@@ -15,7 +15,7 @@ leaf is a literal attribute. Its ``op`` names what it computes:
 - ``torch.<name>``: a torch call made outside any op (an op's rule, a layer's mask, an
   in-place statistics update), replayed as recorded;
 - ``getitem_out``: element ``index`` of a node whose value is a tuple;
-- effects and fused kernels added by passes (``optimizer_update``, ``adam_foreach``,
+- effects and fused kernels added by passes (``optimizer_update``, ``adam_fused``,
   ``addmm``...).
 
 ``shape``, ``dtype`` and ``device`` are those seen while tracing (None for non-tensors).
