@@ -123,8 +123,15 @@ def register_tape(tape) -> None:
     _live_tapes.add(tape)
 
 
+def unregister_tape(tape) -> None:
+    """A tape that can follow no node any more (a used non-persistent tape)."""
+    _live_tapes.discard(tape)
+
+
 def _kept_ranges(exclude=None) -> list[tuple[int, float]]:
     """[start, end) ranges of node ids that live tapes (other than ``exclude``) may follow."""
+    if not _live_tapes:
+        return []  # the common case: iterating a WeakSet costs more than this whole check
     out = []
     for tape in list(_live_tapes):
         if tape is not exclude:
@@ -136,9 +143,9 @@ def _kept_ranges(exclude=None) -> list[tuple[int, float]]:
 
 def _check_float(what: str, t: "Tensor") -> None:
     """DTypeError for an integer or bool target or source (only floats have gradients)."""
-    from trainctl.errors import DTypeError
+    if not t.data.dtype.is_floating_point:
+        from trainctl.errors import DTypeError
 
-    if not t.dtype.is_floating_point:
         name = str(t.dtype).replace("torch.", "")
         article = "an" if name[0] in "aeio" else "a"
         if what == "source":
@@ -259,20 +266,23 @@ def run(plan: Plan, sources: Sequence["Tensor"], output_gradients=None,
         plan.order = []
         keep = _kept_ranges() if keep is None else keep
     track(sources)
+    state, prev = _state, _state.grad_enabled
+    state.grad_enabled = create_graph and prev  # rules record only if the pass is differentiated
     try:
-        with contextlib.nullcontext() if create_graph else no_grad():
-            while order:
-                t = order.pop()
-                g = grads.get(id(t)) if id(t) in wanted else grads.pop(id(t), None)
-                node = t._node
-                if g is not None:
-                    _apply_rule(node, g, t, grads, needed, ops)
+        while order:
+            t = order.pop()
+            g = grads.get(id(t)) if id(t) in wanted else grads.pop(id(t), None)
+            node = t._node
+            if g is not None:
+                _apply_rule(node, g, t, grads, needed, ops)
+            if last_use:
                 for i in last_use.pop(len(order), ()):
                     ready(i, grads.get(id(sources[i])))
-                if release and not any(a <= node.id < b for a, b in keep):
-                    node.release()
-                del t, g, node
+            if release and (not keep or not any(a <= node.id < b for a, b in keep)):
+                node.inputs, node.attrs = (), None  # Node.release, inlined (hot loop)
+            del t, g, node
     finally:
+        state.grad_enabled = prev
         untrack(sources)
     return [grads.get(id(s)) for s in sources]
 
@@ -299,9 +309,10 @@ def _apply_rule(node: Node, g: "Tensor", out: "Tensor", grads: dict, needed: set
     for inp, ig in zip(node.inputs, in_grads):
         if ig is None or id(inp) not in needed:
             continue
-        if ig.shape != inp.shape:
+        data, want = ig.data, inp.data
+        if data.shape != want.shape:
             ig = ops.sum_to(ig, inp.shape)
-        if ig.dtype != inp.dtype:
+        if data.dtype is not want.dtype:
             ig = ops.cast(ig, inp.dtype)
         prev = grads.get(id(inp))
         grads[id(inp)] = ig if prev is None else prev + ig

@@ -46,7 +46,7 @@ class GradientTape:
         self._recording = False
         self._watched: dict[int, tuple[Tensor, int]] = {}  # id -> (tensor, watch time)
         self._targets: dict[int, weakref.ref] = {}  # asked-about targets (persistent tapes)
-        self._grad_ctx = None
+        self._prev_grad = True  # grad_enabled before __enter__, restored by __exit__
 
     # ---- recording ----------------------------------------------------------------------
     def __enter__(self) -> "GradientTape":
@@ -55,19 +55,21 @@ class GradientTape:
         if self._start is None:
             self._start = engine.current_id()
         self._end = engine.INF
-        self._grad_ctx = engine.enable_grad()
-        self._grad_ctx.__enter__()
+        state = engine._state
+        self._prev_grad, state.grad_enabled = state.grad_enabled, True  # enable_grad, inlined
         self._recording = True
-        engine._state.active_tapes.append(self)
-        engine.track(t for t, _ in self._watched.values())
+        state.active_tapes.append(self)
+        if self._watched:
+            engine.track(t for t, _ in self._watched.values())
         engine.register_tape(self)
         return self
 
     def __exit__(self, *exc) -> None:
         self._end = engine.current_id()
-        self._grad_ctx.__exit__(*exc)
+        engine._state.grad_enabled = self._prev_grad  # as before __enter__
         self._recording = False
-        engine.untrack(t for t, _ in self._watched.values())
+        if self._watched:
+            engine.untrack(t for t, _ in self._watched.values())
         active = engine._state.active_tapes
         if self in active:
             active.remove(self)
@@ -99,6 +101,8 @@ class GradientTape:
         if unconnected_gradients not in _UNCONNECTED:
             raise ValueError("unconnected_gradients must be 'none' or 'zero'")
         self._used = True
+        if not self.persistent:
+            engine.unregister_tape(self)  # its _range() is None from now on
 
     def _plan(self, targets: list) -> engine.Plan:
         if self.persistent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainctl.autodiff.ops.core import defop, fmt_shape
+from trainctl.autodiff.ops.core import broadcast_shape, defop, fmt_shape
 from trainctl.backend.precision import back_to_float32, low_precision
 from trainctl.autodiff.ops.movement import reshape, swapaxes
 from trainctl.autodiff.tensor import Tensor
@@ -19,11 +19,9 @@ def matmul_nd(a, b):
     """
     if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
         raise ShapeError(f"matmul: cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)}")
-    try:
-        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except RuntimeError:
+    if (a.dim() > 2 or b.dim() > 2) and broadcast_shape(a.shape[:-2], b.shape[:-2]) is None:
         raise ShapeError(f"matmul: cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)} "
-                         f"(batch axes do not broadcast)") from None
+                         f"(batch axes do not broadcast)")
     return back_to_float32(torch.matmul(*low_precision(a, b)), (a, b))  # precision policy
 
 

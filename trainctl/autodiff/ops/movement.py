@@ -9,7 +9,7 @@ import operator
 import numpy as np
 import torch
 
-from trainctl.autodiff.ops.core import defop, fmt_shape
+from trainctl.autodiff.ops.core import broadcast_shape, defop, fmt_shape
 from trainctl.autodiff.tensor import Tensor
 from trainctl.errors import DTypeError, ShapeError
 
@@ -66,12 +66,9 @@ def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
 def broadcast_to(x, shape):
     """x broadcast (numpy rules) to ``shape``."""
     shape = tuple(int(d) for d in shape)
-    try:
-        if torch.broadcast_shapes(x.shape, shape) != torch.Size(shape):
-            raise RuntimeError
-    except RuntimeError:
+    if broadcast_shape(tuple(x.shape), shape) != shape:
         raise ShapeError(f"broadcast_to: cannot broadcast {fmt_shape(x.shape)} to "
-                         f"{fmt_shape(shape)}") from None
+                         f"{fmt_shape(shape)}")
     return x.expand(shape)
 
 
