@@ -7,6 +7,7 @@ whole step with it (``trainctl.train.graph_step``).
 """
 
 from trainctl.compile.codegen import compile_graph, generate
+from trainctl.compile import inductor  # noqa: F401  (registers the "inductor" pass)
 from trainctl.compile.function import ConcreteFunction, Function, RetracingWarning, function, trace
 from trainctl.compile.ir import Graph, Node, Ref
 from trainctl.compile.optimizer import AdamFused, OptimizerStep

@@ -22,6 +22,7 @@ from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
 from trainctl.spec.distribute import DistributeConfig
 from trainctl.spec.doc import SpecDoc, load_doc
+from trainctl.spec.execution import GraphConfig
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
 from trainctl.spec.training import TrainConfig
@@ -179,6 +180,7 @@ class Spec(Config):
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = Field("auto", min_length=1)
     execution: Literal["eager", "graph"] = "eager"
+    graph: Optional[GraphConfig] = None  # options of execution: graph (spec/execution.py)
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"  # trainctl.backend.precision
     data: DataConfig
     model: ModelConfig
@@ -200,6 +202,13 @@ class Spec(Config):
             raise ValueError(f"unsupported spec format {value}; "
                              f"this trainctl reads format {SPEC_FORMAT}")
         return value
+
+    @model_validator(mode="after")
+    def graph_options_need_graph_mode(self) -> "Spec":
+        if self.graph is not None and self.execution != "graph":
+            raise PydanticCustomError("spec_graph", "graph options apply to execution: graph; "
+                                      "this spec runs eager", {"key": "graph"})
+        return self
 
     @property
     def doc(self) -> Optional[SpecDoc]:

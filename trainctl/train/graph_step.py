@@ -6,6 +6,9 @@ on the first batch of each input signature (a short last batch is a second signa
 and replayed afterwards; the evaluation step (forward and per-sample loss) is another.
 With a non-finite guard (the ``nonfinite_guard`` callback, or the default one) the
 update node first runs the guard's check on the loss and gradients of that run.
+The spec's ``graph:`` section adds the ``inductor`` pass (``compiler: inductor``) or
+replays the training step as a CUDA graph (``cuda_graphs: true``,
+:mod:`trainctl.compile.cudagraphs`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 from trainctl.autodiff import GradientTape
 from trainctl.autodiff.tensor import Tensor
-from trainctl.compile import Function, OptimizerStep, effect
+from trainctl.compile import DEFAULT_PASSES, Function, OptimizerStep, effect
+from trainctl.compile.cudagraphs import CudaGraphStep
 
 
 class GraphSteps:
@@ -24,8 +28,12 @@ class GraphSteps:
     def __init__(self, setup: Any):
         self.setup = setup
         self.guard: Any = None  # the trainer's non-finite guard, set before each step
-        self.train = Function(self._train, name="train_step")
-        self.eval = Function(self._eval, name="eval_step")
+        options = getattr(setup.spec, "graph", None)
+        passes = step_passes(options)
+        self.train = Function(self._train, passes=passes, name="train_step")
+        self.eval = Function(self._eval, passes=passes, name="eval_step")
+        self.cuda_graphs = bool(options is not None and options.cuda_graphs)
+        self.captured: dict = {}  # signature -> CudaGraphStep (cuda_graphs: true)
 
     def _train(self, x: Tensor, y: Tensor, guarded: bool):
         s = self.setup
@@ -51,9 +59,31 @@ class GraphSteps:
         """One training step; (per-sample loss, predictions). ``guard``: the trainer's
         non-finite guard (checks loss and gradients before the update) or None."""
         self.guard = guard
-        out = self.train(x, y, guard is not None)
+        if self.cuda_graphs:
+            out = self._replay(x, y, guard is not None)
+        else:
+            out = self.train(x, y, guard is not None)
         _freeze_once()
         return out
+
+    def _replay(self, x: Tensor, y: Tensor, guarded: bool) -> tuple[Tensor, Tensor]:
+        key = (x.shape, x.dtype, y.shape, y.dtype, guarded)
+        step = self.captured.get(key)
+        if step is None:  # the first step of a signature is traced (and run) eagerly
+            out = self.train(x, y, guarded)
+            self.captured[key] = CudaGraphStep(self.train.trace(x, y, guarded).optimized)
+            return out
+        per_sample, pred = step([x.data, y.data])
+        return Tensor(per_sample), Tensor(pred)
+
+
+def step_passes(options: Any = None) -> tuple[str, ...]:
+    """The passes of graph mode's steps: DEFAULT_PASSES, with ``inductor`` after
+    ``fuse_elementwise`` when ``options`` (the spec's ``graph:``) says ``compiler: inductor``."""
+    passes = list(DEFAULT_PASSES)
+    if options is not None and options.compiler == "inductor":
+        passes.insert(passes.index("fuse_elementwise") + 1, "inductor")
+    return tuple(passes)
 
 
 _FROZEN = []

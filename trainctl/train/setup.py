@@ -131,6 +131,9 @@ def prepare(spec: Spec, device: str | torch.device | None = None,
     problem = precision_supported(spec.precision, dev)
     if problem is not None:
         check.add(("precision",), problem)
+    if spec.graph is not None and spec.graph.cuda_graphs and dev.type != "cuda":
+        check.add(("graph", "cuda_graphs"), f"CUDA graphs need a CUDA device; this run's "
+                                            f"device is {dev}")
     manual_seed(spec.seed)
 
     plan = None
