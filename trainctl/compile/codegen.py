@@ -5,7 +5,9 @@
 variables and captured tensors it names bound as globals. Ops whose forward is exactly
 one torch call on their inputs (``add`` is ``torch.add(a, b)``) call that kernel directly,
 skipping the forward's shape checks (they passed while tracing, and shapes are fixed by
-the input signature). A ``free`` node becomes ``del``: tensors no later node reads are
+the input signature); ops with a rule in :mod:`trainctl.compile.lower` (``sum_to``,
+``permute``, 2-D ``matmul_nd``...) are written as the torch calls their forward makes,
+unless ``lowering=False``. A ``free`` node becomes ``del``: tensors no later node reads are
 released at once.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from trainctl.compile.ir import Graph, Node, Ref
+from trainctl.compile.lower import lower
 
 # Ops whose forward is this one torch kernel on the same positional inputs, no attributes.
 DIRECT: dict[str, Callable] = {
@@ -67,7 +70,7 @@ class _Namespace:
         return self.name(v, "A")
 
 
-def _line(node: Node, ns: _Namespace) -> str:
+def _line(node: Node, ns: _Namespace, lowering: bool = True) -> str:
     op = node.op
     if op == "input":
         return f"{node.name} = inputs[{node.value}]"
@@ -77,19 +80,23 @@ def _line(node: Node, ns: _Namespace) -> str:
         return f"{node.name} = {ns.name(node.value, 'C')}"
     if op == "free":
         return "del " + ", ".join(i.name for i in node.inputs)
+    expr = lower(node, ns) if lowering else None
+    if expr is not None:
+        return f"{node.name} = {expr}"
     fn = DIRECT.get(op) if not node.kwargs else None
-    fn_name = ns.name(fn or node.fn, "K")
-    if fn is not None and fn.__module__ in ("torch", None):
-        fn_name = f"torch.{fn.__name__}"
+    fn = fn or node.fn
+    name = getattr(fn, "__name__", "")
+    fn_name = f"torch.{name}" if name and getattr(torch, name, None) is fn else ns.name(fn, "K")
     args = [ns.literal(a, node) for a in node.args]
     args += [f"{k}={ns.literal(v, node)}" for k, v in node.kwargs.items()]
     return f"{node.name} = {fn_name}({', '.join(args)})"
 
 
-def generate(graph: Graph) -> tuple[str, dict[str, Any]]:
-    """(source of ``def run(inputs)``, its globals) for ``graph``."""
+def generate(graph: Graph, lowering: bool = True) -> tuple[str, dict[str, Any]]:
+    """(source of ``def run(inputs)``, its globals) for ``graph``; ``lowering=False``
+    calls every op's own function instead of the rules of :mod:`.lower`."""
     ns = _Namespace()
-    body = [_line(n, ns) for n in graph.nodes]
+    body = [_line(n, ns, lowering) for n in graph.nodes]
     outs = ", ".join("None" if o is None else o.name for o in graph.outputs)
     body.append(f"return ({outs}{',' if len(graph.outputs) == 1 else ''})")
     src = f"def run(inputs):\n    # graph {graph.name}: {len(graph.nodes)} nodes\n" + \
@@ -97,9 +104,9 @@ def generate(graph: Graph) -> tuple[str, dict[str, Any]]:
     return src, ns.globals
 
 
-def compile_graph(graph: Graph) -> tuple[Callable[[list], tuple], str]:
+def compile_graph(graph: Graph, lowering: bool = True) -> tuple[Callable[[list], tuple], str]:
     """(``run(list of input torch tensors) -> tuple of output values``, its source)."""
-    src, globs = generate(graph)
+    src, globs = generate(graph, lowering)
     code = compile(src, f"<graph {graph.name}>", "exec")
     exec(code, globs)  # our own generated source, never user input
     return globs["run"], src
