@@ -4,7 +4,8 @@ References are torch.nn.functional kernels on EXPLICITLY padded inputs: every pa
 is a literal worked out by hand from TensorFlow's 'same' rule
 (total = max((ceil(n/s) - 1)·s + (k-1)·d + 1 - n, 0), before = total // 2), written in
 F.pad order (left, right, top, bottom); transposed references crop the full
-conv_transpose2d output by hand. Max-pool inputs are distinct (no ties).
+conv_transpose2d output by hand. Max-pool inputs are distinct (no ties); max_pool2d_grad/max_pool2d_gather are checked
+against torch.autograd's own max-pool gradient and its double backward.
 """
 
 from __future__ import annotations
@@ -139,6 +140,35 @@ row("max_pool2d-same-rect", lambda x: tc.ops.max_pool2d(x, (3, 2), strides=2, pa
     ((1, 1, 6, 4), distinct()))
 row("max_pool2d-p1-s2", lambda x: tc.ops.max_pool2d(x, 3, strides=2, padding=1),
     lambda x: TF.max_pool2d(x, 3, 2, padding=1), ((1, 1, 4, 4), distinct()))
+
+# ---- max_pool2d_grad / max_pool2d_gather: references = torch.autograd's max-pool gradient
+# (create_graph) and its derivative in the upstream gradient (torch's double backward) ------
+def _pool_grad_ref(pad, *args):
+    def ref(g, x):
+        x = x if x.requires_grad else x.detach().requires_grad_(True)
+        xp = TF.pad(x, pad, value=NEG) if pad else x
+        return torch.autograd.grad(TF.max_pool2d(xp, *args), x, g, create_graph=True)[0]
+    return ref
+
+
+def _gather_ref(pad, *args):
+    def ref(h, x):
+        xp = TF.pad(x, pad, value=NEG) if pad else x
+        g0 = torch.zeros(TF.max_pool2d(xp.detach(), *args).shape, dtype=x.dtype,
+                         requires_grad=True)
+        gx = _pool_grad_ref(pad, *args)(g0, x)
+        return torch.autograd.grad((gx * h).sum(), g0, create_graph=True)[0]
+    return ref
+
+
+row("max_pool2d_grad-valid", lambda g, x: tc.ops.max_pool2d_grad(g, x, 2),
+    _pool_grad_ref(None, 2), ((2, 2, 2, 2), STD), ((2, 2, 4, 4), distinct()))
+row("max_pool2d_grad-same-overlap",
+    lambda g, x: tc.ops.max_pool2d_grad(g, x, 3, strides=1, padding="same"),
+    _pool_grad_ref((1, 1, 1, 1), 3, 1), ((1, 1, 5, 6), STD), ((1, 1, 5, 6), distinct()))
+row("max_pool2d_gather-same-s2",
+    lambda h, x: tc.ops.max_pool2d_gather(h, x, 2, padding="same"),
+    _gather_ref((0, 1, 0, 1), 2), ((1, 2, 5, 5), STD), ((1, 2, 5, 5), distinct()))
 
 # ---- avg_pool2d: divides by the real cells of each window (counts worked out by hand) -------
 _C3 = torch.tensor([[4.0, 4, 2], [4, 4, 2], [2, 2, 1]], dtype=torch.float64)

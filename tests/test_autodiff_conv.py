@@ -150,24 +150,62 @@ def test_padded_conv_gradients_float32_match_float64_reference(attrs, pad, torch
     np.testing.assert_allclose(gk.numpy(), rgk.numpy(), rtol=1e-5, atol=1e-4)
 
 
-# ---- A1 (last bullet): max-pool ties split evenly, as the max reduction ---------------------
+# ---- A1 (last bullet): max-pool ties route to the first maximum, as torch and TF's MaxPoolGrad --
+def torch_pool_grad(x, *args, pad=None, **kw):
+    """The oracle: torch.autograd's gradient of sum(F.max_pool2d(x)) (torch routes a window's
+    gradient to its first maximum, as TensorFlow's MaxPoolGrad)."""
+    xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    xp = TF.pad(xt, pad, value=-np.inf) if pad else xt
+    (dx,) = torch.autograd.grad(TF.max_pool2d(xp, *args, **kw).sum(), xt)
+    return dx.numpy()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a1_max_pool_2x2_block_of_equal_values_sums_to_one(dtype):
     y, (dx,) = grads(lambda x: tc.ops.sum(tc.ops.max_pool2d(x, 2)), img(np.full((2, 2), 3.0)),
                      dtype=dtype)
     close(y, 3.0, dtype)
-    close(dx, img(np.full((2, 2), 0.25)), dtype)  # torch would give [[1, 0], [0, 0]]
+    close(dx, torch_pool_grad(img(np.full((2, 2), 3.0)), 2), dtype)  # [[1, 0], [0, 0]]
     assert float(dx.numpy().sum()) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_max_pool_ties_split_per_window_with_overlap():
-    _, (dx,) = grads(lambda x: tc.ops.max_pool2d(x, 2), img([[1.0, 5.0], [5.0, 5.0]]))
-    close(dx, img([[0.0, 1 / 3], [1 / 3, 1 / 3]]))
-    # windows [1, 3] and [3, 3] (pool 1x2, stride 1): the second splits, each sums to 1
-    _, (dx,) = grads(lambda x: tc.ops.max_pool2d(x, (1, 2), strides=1), img([[1.0, 3.0, 3.0]]))
-    close(dx, img([[0.0, 1.5, 0.5]]))
+@pytest.mark.parametrize("x, attrs, args, kw, pad", [
+    ([[1.0, 5.0], [5.0, 5.0]], {}, (2,), {}, None),
+    # windows [1, 3] and [3, 3] (pool 1x2, stride 1): each window's gradient goes to one cell
+    ([[1.0, 3.0, 3.0]], dict(strides=1), ((1, 2), 1), {}, None),
+    # overlapping 3x3 windows, stride 1, 'same' (pads 1 each side, -inf): padded cells never win
+    (np.kron(np.eye(2), np.ones((2, 2))), dict(strides=1, padding="same"), (3, 1), {},
+     (1, 1, 1, 1)),
+    # 'same' with stride 2 on an odd size: pads (0, 1) at the bottom/right; all cells equal
+    (np.full((3, 3), -2.0), dict(padding="same"), (2,), {}, (0, 1, 0, 1)),
+])
+def test_max_pool_ties_go_to_the_first_maximum_of_each_window(x, attrs, args, kw, pad):
+    pool = args[0]
+    _, (dx,) = grads(lambda v: tc.ops.max_pool2d(v, pool, **attrs), img(x))
+    close(dx, torch_pool_grad(img(x), *args, pad=pad, **kw))
+    assert float(dx.numpy().sum()) == pytest.approx(
+        float(np.prod(tc.ops.max_pool2d(t(img(x)), pool, **attrs).shape)))
+
+
+def test_global_max_pool_ties_split_evenly_as_the_max_reduction():
     _, (dx,) = grads(tc.ops.global_max_pool2d, img([[2.0, 2.0], [1.0, 2.0]]))
     close(dx, img([[1 / 3, 1 / 3], [0.0, 1 / 3]]))
+
+
+def test_max_pool2d_gather_and_grad_are_adjoint_and_gather_of_x_is_the_pool():
+    rng = np.random.default_rng(5)
+    x = t(np.round(rng.normal(size=(2, 3, 7, 6)), 1))  # rounded: many ties
+    h, g = t(rng.normal(size=(2, 3, 7, 6))), t(rng.normal(size=(2, 3, 4, 3)))
+    attrs = dict(pool_size=3, strides=2, padding="same")
+    close(tc.ops.max_pool2d_gather(x, x, **attrs), tc.ops.max_pool2d(x, **attrs).numpy())
+    lhs = float((tc.ops.max_pool2d_gather(h, x, **attrs) * g).numpy().sum())
+    rhs = float((h * tc.ops.max_pool2d_grad(g, x, **attrs)).numpy().sum())
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+    with pytest.raises(ShapeError, match=r"^max_pool2d_grad: gradient \[2,3,4,4\] is not "
+                       r"max_pool2d's output shape for input \[2,3,7,6\] \(\[2,3,4,3\]\)$"):
+        tc.ops.max_pool2d_grad(t(np.zeros((2, 3, 4, 4))), x, **attrs)
+    with pytest.raises(ShapeError, match=r"^max_pool2d_gather: values \[2,3,4,3\] and input"):
+        tc.ops.max_pool2d_gather(g, x, **attrs)
 
 
 def test_pooling_same_padding_values_and_gradients():

@@ -34,7 +34,8 @@ from trainctl.autodiff.ops.normalization import (
     batch_norm, layer_norm, moments, rsqrt, std, variance,
 )
 from trainctl.autodiff.ops.pool import (
-    avg_pool2d, fold2d, global_average_pool2d, global_max_pool2d, max_pool2d, unfold2d,
+    avg_pool2d, fold2d, global_average_pool2d, global_max_pool2d, max_pool2d, max_pool2d_gather,
+    max_pool2d_grad, unfold2d,
 )
 from trainctl.autodiff.ops.reduce import logsumexp, max, mean, min, sum, sum_to
 from trainctl.autodiff.ops.rounding import ceil, clip, floor, round

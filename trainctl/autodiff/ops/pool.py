@@ -6,9 +6,11 @@ Inputs are ``[batch, channels, height, width]`` (torch's native layout). ``paddi
 ints, see :mod:`trainctl.autodiff.ops.window`; padded cells never win a max and never
 count in an average. ``strides`` defaults to ``pool_size``.
 
-Max-pool ties: the gradient of a window is split evenly among its tied maxima
-(TensorFlow's rule for max reductions, as ``tc.ops.max``), so a window's gradients sum
-to its upstream gradient; torch instead routes it all to the first maximum.
+Max-pool ties: a window's gradient goes to its first maximum in row-major order, as
+torch's max_pool2d and TensorFlow's MaxPoolGrad route it (unlike the max reductions
+``tc.ops.max`` / ``global_max_pool2d``, which split ties evenly, as tf.reduce_max does).
+max_pool2d's gradient is the op max_pool2d_grad, whose own gradient is max_pool2d_gather
+and back, so gradients of any order exist.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from trainctl.autodiff.ops.conv import check_floating, check_rank
 from trainctl.autodiff.ops.core import _as_tensors, defop, fmt_shape
-from trainctl.autodiff.ops.elementwise import div, mul
+from trainctl.autodiff.ops.elementwise import div
 from trainctl.autodiff.ops.movement import broadcast_to, reshape
 from trainctl.autodiff.ops.reduce import max as reduce_max
 from trainctl.autodiff.ops.reduce import mean
@@ -97,30 +99,100 @@ def _pad(x: torch.Tensor, win: Window, value: float) -> torch.Tensor:
     return F.pad(x, win.torch_pad, value=value) if win.padded else x
 
 
+def _pool_args(win: Window) -> tuple[list[int], list[int]]:
+    return list(win.kernel), list(win.strides)
+
+
+def _argmax(xp: torch.Tensor, win: Window) -> torch.Tensor:
+    """int64 [N, C, H', W']: flat (row·W + column) index into the padded plane of each
+    window's first maximum. Kernel: torch.ops.aten.max_pool2d_with_indices, run in
+    channels-last memory order (the same indices; its NCHW kernel is several times slower
+    on CPU)."""
+    cl = xp.contiguous(memory_format=torch.channels_last)
+    return torch.ops.aten.max_pool2d_with_indices(cl, *_pool_args(win))[1].contiguous()
+
+
+def _check_pooled(op: str, what: str, t, x, win: Window) -> None:
+    want = (x.shape[0], x.shape[1]) + win.out
+    if tuple(t.shape) != want:
+        raise ShapeError(f"{op}: {what} {fmt_shape(t.shape)} is not max_pool2d's output shape "
+                         f"for input {fmt_shape(x.shape)} ({fmt_shape(want)})")
+
+
 @defop("max_pool2d")
 def max_pool2d(x, pool_size, strides=None, padding="valid"):
     """Max over windows: x [N, C, H, W] (float) -> [N, C, H', W'].
 
     pool_size, strides: int or (h, w), strides default pool_size; padding 'valid' |
     'same' (TensorFlow's rule) | ints; padded cells are -inf, so they never win.
-    Gradient: split evenly among a window's tied maxima (TensorFlow's max-reduction rule;
-    torch gives all to the first). Raises ShapeError for a non-4-D input or a pool larger
-    than the padded input. Kernel: torch.nn.functional.max_pool2d.
+    Gradient (max_pool2d_grad): all of a window's gradient goes to its first maximum in
+    row-major order, as torch.nn.functional.max_pool2d and TensorFlow's MaxPoolGrad do.
+    Raises ShapeError for a non-4-D input or a pool larger than the padded input.
+    Kernel: torch.ops.aten.max_pool2d_with_indices in channels-last memory order (the
+    output is returned contiguous, NCHW).
     """
     win = _pool_window("max_pool2d", x, pool_size, strides, padding)
-    return F.max_pool2d(_pad(x, win, -math.inf), win.kernel, win.strides)
+    cl = _pad(x, win, -math.inf).contiguous(memory_format=torch.channels_last)
+    return torch.ops.aten.max_pool2d_with_indices(cl, *_pool_args(win))[0].contiguous()
 
 
 @max_pool2d.defvjp
-def max_pool2d_vjp(g, out, x, pool_size, strides=None, padding="valid"):
-    win = _pool_window("max_pool2d", x.data, pool_size, strides, padding)
-    n, c, positions = x.shape[0], x.shape[1], math.prod(win.out)
-    patches = F.unfold(_pad(x.data, win, -math.inf), win.kernel, stride=win.strides)
-    hit = (patches.view(n, c, -1, positions) == out.data.reshape(n, c, 1, positions)).to(g.dtype)
-    share = Tensor(hit / hit.sum(dim=2, keepdim=True))  # constant: piecewise in x
-    routed = reshape(mul(share, reshape(g, (n, c, 1, positions))), (n, -1, positions))
-    return (fold2d(routed, output_size=x.shape[2:], kernel_size=win.kernel,
-                   strides=win.strides, padding=padding),)
+def max_pool2d_vjp(g, out, x, **attrs):
+    return (max_pool2d_grad(g, x, **attrs),)
+
+
+@defop("max_pool2d_grad", inputs=2)
+def max_pool2d_grad(g, x, pool_size, strides=None, padding="valid"):
+    """max_pool2d's input gradient: g [N, C, H', W'] routed to x [N, C, H, W] -> [N, C, H, W].
+
+    Each window's g goes to the window's first maximum of x (row-major order; torch's and
+    TensorFlow's MaxPoolGrad rule); overlapping windows add; cells no window picks get 0.
+    Linear in g, piecewise constant in x (its x gradient is zero). Attributes as max_pool2d.
+    Raises ShapeError when g is not max_pool2d's output shape for x.
+    Kernel: torch.ops.aten.max_pool2d_with_indices_backward.
+    """
+    op = "max_pool2d_grad"
+    win = _pool_window(op, x, pool_size, strides, padding)
+    _check_pooled(op, "gradient", g, x, win)
+    xp = _pad(x, win, -math.inf)
+    gx = torch.ops.aten.max_pool2d_with_indices_backward(
+        g.contiguous(), xp, *_pool_args(win), [0, 0], [1, 1], False, _argmax(xp, win))
+    if not win.padded:
+        return gx
+    (top, _), (left, _) = win.pads
+    return gx[..., top:top + x.shape[2], left:left + x.shape[3]].contiguous()
+
+
+@max_pool2d_grad.defvjp
+def max_pool2d_grad_vjp(h, out, g, x, **attrs):
+    return (max_pool2d_gather(h, x, **attrs) if g.tracked else None), _zero(x)
+
+
+def _zero(x: Tensor) -> Tensor | None:
+    """The gradient in x of a rule piecewise constant in x (a zero rule, as torch's)."""
+    return Tensor(torch.zeros_like(x.data)) if x.tracked else None
+
+
+@defop("max_pool2d_gather", inputs=2)
+def max_pool2d_gather(h, x, pool_size, strides=None, padding="valid"):
+    """h [N, C, H, W] read at each window's first maximum of x [N, C, H, W] -> [N, C, H', W']
+    (the adjoint of max_pool2d_grad in its first input; max_pool2d_gather(x, x) equals
+    max_pool2d(x)). Attributes as max_pool2d. Raises ShapeError when h and x differ in
+    shape. Kernel: torch.gather on the indices of torch's max_pool2d_with_indices.
+    """
+    op = "max_pool2d_gather"
+    win = _pool_window(op, x, pool_size, strides, padding)
+    if h.shape != x.shape:
+        raise ShapeError(f"{op}: values {fmt_shape(h.shape)} and input {fmt_shape(x.shape)} "
+                         f"differ in shape")
+    idx = _argmax(_pad(x, win, -math.inf), win)
+    hp = _pad(h, win, 0.0)
+    return hp.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+
+
+@max_pool2d_gather.defvjp
+def max_pool2d_gather_vjp(u, out, h, x, **attrs):
+    return (max_pool2d_grad(u, x, **attrs) if h.tracked else None), _zero(x)
 
 
 def _counts(win: Window, x: torch.Tensor) -> torch.Tensor:
