@@ -7,7 +7,8 @@ conv3x3(32)-relu-maxpool-conv3x3(64)-relu-maxpool-dense128-dense10 b128, (d) MLP
 the traced step) and the same model in plain PyTorch (torch.nn + torch.autograd +
 torch.optim.Adam, its default CPU implementation), timed alternately in rounds in one
 process; with --compile also torch.compile of the PyTorch step (model, loss, backward and
-the Adam update in one compiled function). Reports the median seconds per step, the
+the Adam update in one compiled function) and trainctl graph with ``graph: {compiler:
+inductor}`` (its fused elementwise nodes compiled by torch.compile). Reports the median seconds per step, the
 ratios to PyTorch eager, the trace time of graph mode, the matmul FLOP rate of the graph
 step against a bare torch.mm peak measured in the same run, and the load average.
 
@@ -57,7 +58,7 @@ def torch_model(key: str) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def setup_for(key: str, execution: str, folder: Path):
+def setup_for(key: str, execution: str, folder: Path, compiler: str | None = None):
     import yaml
 
     from trainctl.spec import load_spec
@@ -74,21 +75,25 @@ def setup_for(key: str, execution: str, folder: Path):
             "model": {"input_shape": shape, "layers": layers},
             "loss": {"type": "sparse_categorical_crossentropy", "from_logits": True},
             "optimizer": {"type": "adam", "learning_rate": 1e-4}}
-    path = folder / f"{key}-{execution}.yaml"
+    if compiler is not None:
+        spec["graph"] = {"compiler": compiler}
+    path = folder / f"{key}-{execution}{'-' + compiler if compiler else ''}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return prepare(load_spec(path))
 
 
-def trainctl_step(key: str, execution: str, folder: Path):
+def trainctl_step(key: str, execution: str, folder: Path, compiler: str | None = None):
     from trainctl.train import Trainer
     from trainctl.train.loop import to_tensors
 
-    setup = setup_for(key, execution, folder)
+    setup = setup_for(key, execution, folder, compiler)
     trainer = Trainer(setup)
     trainer.guard = None
     x, y = to_tensors(next(iter(setup.splits.train)), setup.device)
     start = time.perf_counter()
     trainer.train_step(x, y)  # graph mode: the trace
+    if compiler is not None:
+        trainer.train_step(x, y)  # the fused nodes are compiled at their first run
     first = time.perf_counter() - start
     return (lambda: trainer.train_step(x, y)), first, setup
 
@@ -158,8 +163,10 @@ def main() -> None:
             graph, trace_s, gsetup = trainctl_step(key, "graph", Path(tmp))
             ref, _ = pytorch_step(key)
             cases = {"pytorch": ref, "eager": eager, "graph": graph}
-            compile_s = None
+            compile_s = inductor_s = None
             if args.compile:
+                cases["graph+inductor"], inductor_s, _ = trainctl_step(key, "graph", Path(tmp),
+                                                                       "inductor")
                 try:
                     cases["torch.compile"], compile_s = pytorch_step(key, compiled=True)
                 except Exception as exc:  # no compiler toolchain on this machine
@@ -177,6 +184,8 @@ def main() -> None:
                 f"{k} {1e3 * v:.2f} ms ({v / med['pytorch']:.2f})" for k, v in med.items())
                 + f"; graph trace {trace_s:.2f} s"
                 + (f"; torch.compile compile {compile_s:.1f} s" if compile_s else "")
+                + (f"; graph+inductor trace and compile {inductor_s:.1f} s"
+                   if inductor_s else "")
                 + f"; graph matmul FLOP/s {mfu:.2f} of mm peak {peak / 1e9:.0f} GFLOP/s"
                 + f"; load {os.getloadavg()[0]:.1f}")
             del gsetup

@@ -86,8 +86,12 @@ class CudaGraphStep:
     def _capture(self, inputs: list) -> None:
         self.static_in = [t.clone() for t in inputs]
         self.cuda_graph = torch.cuda.CUDAGraph()
-        for gen in self._generators():
-            self.cuda_graph.register_generator_state(gen)
+        for gen in self._generators():  # fresh draws at each replay (torch >= 2.5)
+            register = getattr(self.cuda_graph, "register_generator_state", None)
+            if register is None:
+                raise GraphTraceError("graph: cuda_graphs: this torch cannot replay random "
+                                      "draws from trainctl's generator in a CUDA graph")
+            register(gen)
         with torch.cuda.graph(self.cuda_graph):
             self.static_out = self.body(self.static_in)
         self._weights = self._variables()

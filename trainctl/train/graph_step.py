@@ -63,7 +63,7 @@ class GraphSteps:
             out = self._replay(x, y, guard is not None)
         else:
             out = self.train(x, y, guard is not None)
-        _freeze_once()
+        freeze_once()
         return out
 
     def _replay(self, x: Tensor, y: Tensor, guarded: bool) -> tuple[Tensor, Tensor]:
@@ -89,10 +89,12 @@ def step_passes(options: Any = None) -> tuple[str, ...]:
 _FROZEN = []
 
 
-def _freeze_once() -> None:
-    """After the first traced step, move every object alive (model, data, graphs) out of
-    the garbage collector's generations (``gc.freeze``), so its full collections do not
-    walk them again and again during the step loop: no GC pauses from long-lived objects."""
+def freeze_once() -> None:
+    """Once per process, after set-up (graph mode: after the first traced step; eager: at
+    the first step), move every object alive (model, data, graphs) out of the garbage
+    collector's generations (``gc.freeze``), so its full collections do not walk them
+    again and again during the step loop: no GC pauses from long-lived objects
+    (tests/test_train_gc.py counts the collections of a step loop)."""
     if not _FROZEN:
         gc.collect()
         gc.freeze()

@@ -27,7 +27,7 @@ from trainctl.train import state as train_state
 from trainctl.train.callbacks import Callback, CallbackList
 from trainctl.train.checkpointer import Checkpointer
 from trainctl.train.control import Control
-from trainctl.train.graph_step import graph_steps
+from trainctl.train.graph_step import freeze_once, graph_steps
 from trainctl.train.setup import Setup
 
 
@@ -103,6 +103,7 @@ class Trainer(Control):
         graph = graph_steps(s)
         if graph is not None and self.scaler is None:  # execution: graph (fp16 loss
             return graph.train_step(self.guard, x, y)  # scaling stays eager for now)
+        freeze_once()  # set-up done: long-lived objects out of the GC's generations
         params = s.model.trainable_variables
         with GradientTape() as tape:
             per_sample, loss, pred = s.training_loss(x, y)  # + kernel/bias regularizers
