@@ -243,7 +243,7 @@ def test_a_wrong_size_first_image_is_the_bad_row_not_the_others(runs, tmp_path):
     good = sorted(folder.glob("*.png"))
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "000_big.png")  # sorts first
     out = tmp_path / "p.npz"
-    result = predict(spec, run, folder, out)
+    result = predict(spec, run, folder, out, "--device", "cpu")  # no "device auto took" line
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
         f"error: {folder / '000_big.png'}: shape [10, 10], the model takes [6, 5] (pass --skip-bad "
@@ -288,11 +288,11 @@ def test_top_k_above_the_classes_warns_once_and_one_prediction_is_singular(runs,
     source = tmp_path / "one.csv"
     source.write_text("sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")
     out = tmp_path / "p.csv"
-    result = predict(spec, run, source, out, "--top-k", 10)
+    result = predict(spec, run, source, out, "--top-k", 10, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote 1 prediction to {out}\n"
     assert result.stderr == "warning: --top-k 10 is more than the model's 3 classes; listing 3\n"
     assert "top3_class" in read_csv(out)[0] and "top4_class" not in read_csv(out)[0]
     spec, run = runs["images"]                     # 2 classes: the default 3 is capped silently
-    result = predict(spec, run, runs["root"] / "images", tmp_path / "q.csv")
+    result = predict(spec, run, runs["root"] / "images", tmp_path / "q.csv", "--device", "cpu")
     assert result.exit_code == 0 and result.stderr == ""

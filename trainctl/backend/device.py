@@ -19,6 +19,12 @@ def available_devices() -> list[str]:
     return found
 
 
+def asks_auto(name: "str | torch.device | None") -> bool:
+    """Whether ``name`` (a ``--device`` value or a spec's ``device``) leaves the choice to
+    :func:`resolve_device`: ``auto`` in any case or spacing, or None."""
+    return not isinstance(name, torch.device) and (name or "auto").strip().lower() == "auto"
+
+
 def resolve_device(name: "str | torch.device | None") -> torch.device:
     """Return the torch device for a name; ``auto`` takes CUDA, then MPS, then CPU.
 

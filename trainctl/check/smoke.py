@@ -51,6 +51,7 @@ def _validate(ctx: Context) -> Check:
 
 
 def _build(ctx: Context) -> Check:
+    from trainctl.backend import asks_auto
     from trainctl.train import prepare
     from trainctl.train.loop import to_tensors
 
@@ -65,6 +66,8 @@ def _build(ctx: Context) -> Check:
     return Check("", PASS, f"{s.model.count_params():,} parameters, output {shape}, "
                            f"train/validation/test {sizes} samples, on {s.device}",
                  values={"params": s.model.count_params(), "device": str(s.device),
+                         "device_auto": asks_auto(ctx.options.device if ctx.options.device
+                                                  is not None else ctx.spec.device),
                          "sizes": dict(s.splits.sizes)})
 
 

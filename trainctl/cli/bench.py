@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, SetOption, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, out, say_auto_device, user_errors
 
 
 def bench_command(
@@ -32,7 +32,7 @@ def bench_command(
     with user_errors():
         from trainctl.spec import load_spec
 
-        load_spec(spec, sets)  # spec errors first, before torch loads
+        asked = load_spec(spec, sets).device  # spec errors first, before torch loads
         import torch
 
         from trainctl.check.bench import bench_spec
@@ -46,6 +46,7 @@ def bench_command(
                                 overrides=sets)
         finally:
             torch.set_num_threads(before)
+        say_auto_device(device if device is not None else asked, report.device)
         if as_json:
             typer.echo(json.dumps(report.to_dict()))
         else:

@@ -43,6 +43,23 @@ LatestOption = Annotated[bool, typer.Option(
     "--latest", help="With a run directory: its latest checkpoint instead of the best.")]
 
 
+def auto_device_words(device: object) -> str:
+    """What ``device: auto`` took, in the words every command uses: ``device auto took
+    cuda:0`` (train's first line ends with them in parentheses)."""
+    return f"device auto took {device}"
+
+
+def say_auto_device(asked: Optional[str], device: object) -> None:
+    """Tell on stderr, in one line, which device ``auto`` took (:func:`auto_device_words`)
+    when ``asked`` (the ``--device`` option, else the spec's ``device``) is ``auto``; say
+    nothing for a device named outright. On stderr, so ``--json`` output stays one JSON
+    object. Imports torch (:func:`trainctl.backend.asks_auto`): call it once a model is placed."""
+    from trainctl.backend import asks_auto
+
+    if asks_auto(asked):
+        print_line(auto_device_words(device), error=True)
+
+
 class SafeStdout(io.TextIOBase):
     """``sys.stdout`` (looked up at each call, so test runners' captures work) that turns a
     closed pipe into silence: after the first BrokenPipeError every write is dropped and

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from trainctl.cli.common import DeviceOption, SetOption, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, out, say_auto_device, user_errors
+from trainctl.cli.smoke import auto_device
 
 MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -45,6 +46,8 @@ def doctor_command(
                                                 grad_samples=grad_samples,
                                                 overfit_steps=overfit_steps,
                                                 overrides=tuple(sets)))
+        if auto_device(report):
+            say_auto_device("auto", auto_device(report))
         if as_json:
             typer.echo(json.dumps(report.to_dict()))
         else:

@@ -14,7 +14,7 @@ import typer
 
 from trainctl.cli.common import (
     CHECKPOINT_OPTION, DeviceOption, LatestOption, PrecisionOption,
-    SetOption, out, user_errors)
+    SetOption, out, say_auto_device, user_errors)
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -62,6 +62,7 @@ def evaluate_command(
         if precision is not None:  # as --set precision=... (the spec's key)
             sets = [*sets, f"precision={precision}"]
         trained = load_trained(spec, checkpoint, sets, device, latest=latest, with_data=True)
+        say_auto_device(device if device is not None else trained.spec.device, trained.device)
         setup = trained.setup
         if data is not None:
             ds, where = _data_file(trained, data), {"data": str(data)}

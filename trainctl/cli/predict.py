@@ -10,7 +10,7 @@ import typer
 
 from trainctl.cli.common import (
     CHECKPOINT_OPTION, DeviceOption, LatestOption, SetOption,
-    err, out, user_errors)
+    err, out, say_auto_device, user_errors)
 
 
 def predict_command(
@@ -47,6 +47,7 @@ def predict_command(
         from trainctl.train.trained import load_trained
 
         trained = load_trained(spec, checkpoint, sets, device, latest=latest)
+        say_auto_device(device if device is not None else trained.spec.device, trained.device)
         fmt = input_format(trained.training_source, None)
         fmt.check = row_check(trained)
         rows = read_inputs(input_path, fmt, skip_bad)

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from trainctl.cli.common import auto_device_words
 from trainctl.train import Callback
 
 SKIP = {"kind", "epoch", "step", "seconds"}
@@ -59,7 +60,7 @@ class PlainReporter(Callback):
         self.epochs = info.get("epochs")
         steps = info.get("steps")
         length = f"{steps} steps" if steps else f"{self.epochs} epochs"
-        auto = f" (device auto took {info['device']})" if info.get("device_auto") else ""
+        auto = f" ({auto_device_words(info['device'])})" if info.get("device_auto") else ""
         self.say(f"training on {info['device']}: {info['params']} parameters, "
                  f"{info['train_size']} training samples, {length}{auto}")
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, err, out, say_auto_device, user_errors
 
 MARK = {"pass": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -46,6 +46,8 @@ def smoke_command(
         reports = []
         for f in files:
             report = smoke_spec(f, options)
+            if auto_device(report) and not any(map(auto_device, reports)):  # said once
+                say_auto_device("auto", auto_device(report))
             reports.append(report)
             if not as_json:
                 err.print(f"{'ok  ' if report.ok else 'FAIL'} {f}  {report.summary()}  "
@@ -61,6 +63,13 @@ def smoke_command(
             _print_table(reports)
     if failed:
         raise typer.Exit(1)
+
+
+def auto_device(report) -> str | None:
+    """The device ``auto`` took in a smoke or doctor report (its build check's values),
+    or None when the spec named its device or did not build."""
+    build = next((c for c in report.checks if c.name == "build"), None)
+    return build.values.get("device") if build and build.values.get("device_auto") else None
 
 
 def _print_table(reports) -> None:

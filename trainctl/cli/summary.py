@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, SetOption, err, out, user_errors
+from trainctl.cli.common import DeviceOption, SetOption, err, out, say_auto_device, user_errors
 
 
 def summary_command(
@@ -33,6 +33,7 @@ def summary_command(
         doc = spec_doc(s)
         plan = plan_graph(doc)
         model = build_model(s, dev)
+        say_auto_device(device if device is not None else s.device, dev)
         opt_cls = optimizers.get(s.optimizer["type"])
         exclude = () if "type" in opt_cls.Config.model_fields else ("type",)
         opt_cfg = doc.validate(opt_cls.Config, ("optimizer",), exclude=exclude)

@@ -17,7 +17,7 @@ import torch
 
 from trainctl.autodiff import GradientTape, no_grad
 from trainctl.autodiff.tensor import Tensor
-from trainctl.backend import manual_seed
+from trainctl.backend import asks_auto, manual_seed
 from trainctl.backend.precision import precision_scope
 from trainctl.data import Dataset
 from trainctl.io import RunDir, save_checkpoint
@@ -141,7 +141,7 @@ class Trainer(Control):
         self.callbacks.on_train_begin({"epochs": self.max_epochs, "steps": self.max_steps,
                                        "train_size": s.splits.sizes["train"],
                                        "device": str(s.device), "params": s.model.count_params(),
-                                       "device_auto": s.spec.device.strip().lower() == "auto",
+                                       "device_auto": asks_auto(s.spec.device),
                                        "running": self.running_logs,
                                        "initial_epoch": self.epoch, "initial_step": self.step})
         self.guard = self._guard
