@@ -58,9 +58,9 @@ def test_train_with_execution_graph_records_the_eager_losses(tmp_path):
     res = runner.invoke(app, ["eval", SPEC, "--checkpoint", str(runs["graph"]),
                               "--execution", "graph", "--json"])
     assert res.exit_code == 0, res.output
-    graph_eval = json.loads(res.output.strip().splitlines()[-1])
+    graph_eval = json.loads(res.stdout.strip().splitlines()[-1])
     res = runner.invoke(app, ["eval", SPEC, "--checkpoint", str(runs["graph"]), "--json"])
-    assert json.loads(res.output.strip().splitlines()[-1])["loss"] == \
+    assert json.loads(res.stdout.strip().splitlines()[-1])["loss"] == \
         pytest.approx(graph_eval["loss"], rel=1e-6)
 
 
