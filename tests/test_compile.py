@@ -173,3 +173,35 @@ def test_a_function_called_inside_a_trace_is_inlined():
 
 def test_default_passes_end_with_liveness():
     assert DEFAULT_PASSES[-1] == "liveness"
+
+
+def test_fast_calls_keep_the_signature_semantics():
+    """Calls of Tensors and scalars take a cached key; a new shape, dtype, scalar value
+    or scalar type still retraces, and a Variable or keyword argument takes the full
+    signature: each signature runs its own trace."""
+    calls = []
+
+    @tc.function(max_traces=10)
+    def f(x, k):
+        calls.append(k)
+        return x * 2.0, x + 1.0
+
+    x = _rand(3)
+    for _ in range(3):
+        a, b = f(x, 1)
+        np.testing.assert_allclose(a.numpy(), 2 * x.numpy())
+        np.testing.assert_allclose(b.numpy(), x.numpy() + 1)
+    assert f.traces == 1
+    f(x, True)  # True == 1, but a bool is another signature
+    f(x, 1.0)
+    f(_rand(4), 1)
+    f(tc.tensor(_rand(3).data.double()), 1)
+    assert f.traces == 5 and calls == [1, True, 1.0, 1, 1]
+    f(x, k=1)  # keyword: the full signature, another trace
+    f(x, k=1)
+    assert f.traces == 6
+    v = tc.Variable(_rand(3), name="v")
+    r = f(v, 1)[0]
+    v.assign(_rand(3, seed=9).data)
+    np.testing.assert_allclose(f(v, 1)[0].numpy(), 2 * v.numpy())
+    assert f.traces == 7 and r.numpy().shape == (3,)

@@ -47,6 +47,40 @@ class ConcreteFunction:
     run: Callable
     tensor_count: int
 
+    def __post_init__(self):
+        self.rebuild = _rebuilder(self.graph.out_tree)
+
+
+# Python argument types the fast key of a call takes by value (hashable, compared by ==).
+_SCALARS = frozenset({bool, int, float, str, type(None)})
+
+
+def _fast_key(args: tuple) -> tuple | None:
+    """The key of a call whose positional arguments are plain Tensors and Python scalars
+    only (the common case): one item per argument, the torch shape, dtype and device of
+    a Tensor, (type, value) of a scalar; None for any other argument (a Variable, a
+    container...): such calls take the full :func:`_signature`."""
+    key = []
+    for a in args:
+        t = type(a)
+        if t is Tensor:
+            d = a.data
+            key.append((d.shape, d.dtype, d.device))
+        elif t in _SCALARS:
+            key.append((t, a))
+        else:
+            return None
+    return tuple(key)
+
+
+def _rebuilder(tree: Any) -> Callable[[Sequence], Any]:
+    """``values -> result`` for the output structure ``tree``: a tuple of the outputs in
+    order directly, anything else through :func:`_rebuild`."""
+    if type(tree) is tuple and all(isinstance(x, _Slot) and x.index == i
+                                   for i, x in enumerate(tree)):
+        return lambda values: tuple([v if isinstance(v, Tensor) else Tensor(v) for v in values])
+    return lambda values: _rebuild(tree, values)
+
 
 def _signature(obj: Any, tensors: list) -> Any:
     if isinstance(obj, Variable):
@@ -109,19 +143,30 @@ class Function:
         self.max_traces = max_traces
         self.name = name or getattr(fn, "__qualname__", "fn")
         self.concrete: dict[Any, ConcreteFunction] = {}
+        self._fast: dict[tuple, tuple[ConcreteFunction, list[int]]] = {}  # see _fast_key
         self.traces = 0
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
         if engine._state.tracer is not None:
             return self.fn(*args, **kwargs)  # inlined into the enclosing trace
+        if not kwargs:  # the hot path: a known call of Tensors and scalars
+            fast = _fast_key(args)
+            hit = self._fast.get(fast) if fast is not None else None
+            if hit is not None:
+                entry, where = hit
+                return entry.rebuild(entry.run([args[i].data for i in where]))
         tensors: list[Tensor] = []
         key = _signature((args, kwargs), tensors)
         entry = self.concrete.get(key)
         if entry is None:
-            return self._trace(key, args, kwargs, tensors)
-        values = entry.run([t.data for t in tensors])
-        return _rebuild(entry.graph.out_tree, values)
+            result = self._trace(key, args, kwargs, tensors)
+            entry = self.concrete[key]
+        else:
+            result = entry.rebuild(entry.run([t.data for t in tensors]))
+        if not kwargs and fast is not None:
+            self._fast[fast] = (entry, [i for i, a in enumerate(args) if type(a) is Tensor])
+        return result
 
     def trace(self, *args, **kwargs) -> ConcreteFunction:
         """The concrete function for these arguments (traced now if new: this runs the

@@ -97,7 +97,6 @@ class _FusedLists:
                 and all(a is p.data for a, p in zip(self.data, opt.params)))
 
 
-@torch.no_grad()
 def adam_fused_step(opt: "Adam", grads: Sequence[torch.Tensor]) -> None:
     """One Adam/AdamW update of all of ``opt``'s parameters, one torch fused kernel
     (``torch._fused_adam_`` / ``torch._fused_adamw_``) per group of parameters sharing
@@ -106,7 +105,8 @@ def adam_fused_step(opt: "Adam", grads: Sequence[torch.Tensor]) -> None:
     one torch tensor per parameter, of its shape, dtype and device (see
     :func:`fused_applies`). Slots (``m``, ``v``, ``v_max``), ``opt.steps`` and
     ``opt.iterations`` change exactly as :meth:`Optimizer.step` changes them, so
-    checkpoints and resumption are the same; the lists the kernels take are cached."""
+    checkpoints and resumption are the same; the lists the kernels take are cached. (No
+    ``torch.no_grad``: trainctl's torch tensors never require grad.)"""
     cache = getattr(opt, "_fused", None)
     if cache is None or not cache.valid(opt):
         cache = opt._fused = _FusedLists(opt)
