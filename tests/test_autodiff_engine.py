@@ -39,6 +39,11 @@ def zeros(*shape, dtype="float32"):
     (lambda: tc.ops.reshape(zeros(2, 3), (4, 2)), "reshape: cannot reshape [2,3] to [4,2]"),
     (lambda: tc.ops.broadcast_to(zeros(2, 3), (3, 3)),
      "broadcast_to: cannot broadcast [2,3] to [3,3]"),
+    (lambda: tc.ops.broadcast_to(zeros(1), (-1,)), "broadcast_to: cannot broadcast [1] to [-1]"),
+    (lambda: tc.ops.reshape(zeros(2, 3), (-2, -3)), "reshape: cannot reshape [2,3] to [-2,-3]"),
+    (lambda: zeros(2, 3, 4) + zeros(0, 1, 4), "add: cannot broadcast [2,3,4] with [0,1,4]"),
+    (lambda: tc.ops.log_softmax_backward(zeros(2, 3), zeros(3, 2)),
+     "log_softmax_backward: gradient [2,3] and output [3,2] differ"),
 ])
 def test_shape_errors_name_the_op_and_both_shapes(call, message):
     with pytest.raises(ShapeError) as info:

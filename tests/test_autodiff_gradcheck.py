@@ -173,6 +173,11 @@ for _shape, _axis in [((2, 4), -1), ((3, 2), 0), ((2, 3, 4), 1), ((1, 3), -1), (
     row(f"log_softmax-{shp(_shape)}-axis{_axis}",
         lambda x, _axis=_axis: tc.ops.log_softmax(x, axis=_axis),
         lambda x, _axis=_axis: torch.log_softmax(x, dim=_axis), (_shape, uniform(-3.0, 3.0)))
+for _shape, _axis in [((2, 4), -1), ((2, 3, 4), 1)]:  # any out, not only a log_softmax's
+    row(f"log_softmax_backward-{shp(_shape)}-axis{_axis}",
+        lambda g, o, _axis=_axis: tc.ops.log_softmax_backward(g, o, axis=_axis),
+        lambda g, o, _axis=_axis: g - o.exp() * g.sum(_axis, keepdim=True),
+        (_shape, STD), (_shape, uniform(-3.0, 0.5)))
 
 # ---- composed ops (no rule of their own) -----------------------------------------------
 row("mean-all", tc.ops.mean, torch.mean, ((2, 3, 4), STD))

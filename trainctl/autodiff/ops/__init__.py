@@ -29,7 +29,9 @@ from trainctl.autodiff.ops.movement import (
     broadcast_to, concat, expand_dims, flatten, getitem, getitem_adjoint, permute,
     put_along_axis_add, reshape, stack, swapaxes, take_along_axis, transpose,
 )
-from trainctl.autodiff.ops.nn import log_softmax, sigmoid_cross_entropy_with_logits, softmax
+from trainctl.autodiff.ops.nn import (
+    log_softmax, log_softmax_backward, sigmoid_cross_entropy_with_logits, softmax,
+)
 from trainctl.autodiff.ops.normalization import (
     batch_norm, layer_norm, moments, rsqrt, std, variance,
 )

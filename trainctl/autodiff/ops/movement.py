@@ -18,8 +18,10 @@ from trainctl.errors import DTypeError, ShapeError
 def reshape(x, shape):
     """x with a new shape of the same size; one dimension may be -1."""
     shape = tuple(int(d) for d in shape)
+    if -1 not in shape and math.prod(shape) == x.numel() and min(shape, default=0) >= 0:
+        return x.reshape(shape)  # the common case, checked in one pass
     known = math.prod(d for d in shape if d != -1)
-    ok = shape.count(-1) <= 1 and (
+    ok = shape.count(-1) <= 1 and min(shape, default=0) >= -1 and (
         known == x.numel() if -1 not in shape else (known > 0 and x.numel() % known == 0))
     if not ok:
         raise ShapeError(f"reshape: cannot reshape {fmt_shape(x.shape)} to {fmt_shape(shape)}")

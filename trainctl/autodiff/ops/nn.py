@@ -1,5 +1,5 @@
 """Neural-network primitives fused for numerics: log_softmax and sigmoid cross-entropy;
-softmax is composed from log_softmax."""
+log_softmax's backward fused for speed; softmax is composed from log_softmax."""
 
 from __future__ import annotations
 
@@ -21,7 +21,28 @@ def log_softmax(x, axis=-1):
 
 @log_softmax.defvjp
 def log_softmax_vjp(g, out, x, axis=-1):
-    return (sub(g, mul(exp(out), sum(g, axis=axis, keepdims=True))),)
+    return (log_softmax_backward(g, out, axis=axis),)
+
+
+@defop("log_softmax_backward", inputs=2)
+def log_softmax_backward(g, out, axis=-1):
+    """log_softmax's VJP: g - exp(out) * sum(g, axis, keepdims) for the upstream gradient g
+    and log_softmax's output out, of one shape (fused for speed: torch's
+    ``_log_softmax_backward_data``, one kernel where the composed rule is four ops).
+    Raises ShapeError when the shapes differ."""
+    if g.shape != out.shape:
+        raise ShapeError(f"log_softmax_backward: gradient {fmt_shape(g.shape)} and output "
+                         f"{fmt_shape(out.shape)} differ")
+    return torch._log_softmax_backward_data(g, out, axis % max(out.dim(), 1), out.dtype)
+
+
+@log_softmax_backward.defvjp
+def log_softmax_backward_vjp(u, y, g, out, axis=-1):
+    # y = g - e * s with e = exp(out), s = sum(g): dy/dg = I - e 1^T, dy/dout = -diag(e s)
+    ue = mul(u, exp(out))
+    gg = sub(u, sum(ue, axis=axis, keepdims=True)) if g.tracked else None
+    gout = neg(mul(ue, sum(g, axis=axis, keepdims=True))) if out.tracked else None
+    return gg, gout
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:

@@ -59,6 +59,8 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
 def sum_vjp(g, out, x, axis=None, keepdims=False):
     from trainctl.autodiff.ops.movement import broadcast_to
 
+    if g.ndim == 0:  # a full reduction: a scalar broadcasts as it is (one op, not two)
+        return (broadcast_to(g, x.shape),)
     return (broadcast_to(_expand(g, x, axis, keepdims), x.shape),)
 
 
