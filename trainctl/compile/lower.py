@@ -98,6 +98,20 @@ def log_softmax(node: Node, ns: Any) -> str | None:
     return f"torch._log_softmax({x.name}, {axis % len(x.shape)}, False)"
 
 
+def log_softmax_backward(node: Node, ns: Any) -> str | None:
+    """``log_softmax_backward(g, out, axis)`` (log_softmax's rule) →
+    ``torch._log_softmax_backward_data(g, out, dim, dtype)``, the kernel its forward calls."""
+    if node.args != (Ref(0), Ref(1)) or len(node.inputs) != 2 or set(node.kwargs) - {"axis"}:
+        return None  # e.g. the fuse_softmax_xent pass's node, which calls the kernel itself
+    g, out = node.inputs
+    axis = node.kwargs.get("axis", -1)
+    if type(axis) is not int or not out.shape or g.shape != out.shape or out.dtype is None \
+            or g.dtype != out.dtype:
+        return None
+    return f"torch._log_softmax_backward_data({g.name}, {out.name}, " \
+           f"{axis % len(out.shape)}, {out.dtype})"
+
+
 def nll_loss(node: Node, ns: Any) -> str | None:
     """``F.nll_loss(logp, y, reduction='none')`` → ``torch._C._nn.nll_loss_nd(logp, y,
     None, 0, -100)``: the kernel it calls, without the Python argument handling."""
@@ -129,7 +143,8 @@ def put_along_axis_add(node: Node, ns: Any) -> str | None:
 
 LOWERINGS: dict[str, Rule] = {
     "sum_to": sum_to, "permute": permute, "reshape": reshape, "matmul_nd": matmul_nd,
-    "log_softmax": log_softmax, "nll_loss": nll_loss,
+    "log_softmax": log_softmax, "log_softmax_backward": log_softmax_backward,
+    "nll_loss": nll_loss,
     "put_along_axis_add": put_along_axis_add,
 }
 
