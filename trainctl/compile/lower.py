@@ -77,7 +77,7 @@ def matmul_nd(node: Node, ns: Any) -> str | None:
     calls for them; ``out=`` kept)."""
     if node.args != (Ref(0), Ref(1)) or set(node.kwargs) - {"out"}:
         return None
-    a, b = node.inputs
+    a, b = node.inputs[:2]
     if len(a.shape or ()) != 2 or len(b.shape or ()) != 2:
         return None
     out = f", out={ns.literal(node.kwargs['out'], node)}" if node.kwargs else ""

@@ -15,12 +15,12 @@ from trainctl.registry import Registry
 PASSES: Registry[Callable[[Graph], Graph]] = Registry("graph pass")
 
 from trainctl.compile.passes import (  # noqa: E402,F401
-    algebra, cleanup, elementwise, fuse, liveness, optimizer, reuse, xent)
+    algebra, buffers, cleanup, elementwise, fuse, liveness, optimizer, reuse, xent)
 
 # The order used by tc.function and graph execution; liveness must come last.
 DEFAULT_PASSES = ("constant_folding", "algebraic_simplification", "cse", "dce", "fuse_addmm",
                   "fuse_softmax_xent", "fuse_elementwise", "foreach_optimizer", "dce",
-                  "buffer_reuse", "liveness")
+                  "buffer_reuse", "persistent_buffers", "liveness")
 
 
 def run_passes(graph: Graph, names: Sequence[str]) -> Graph:
