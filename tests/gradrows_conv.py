@@ -114,6 +114,13 @@ row("conv2d-bias-tanh", lambda x, k, b: tc.ops.tanh(
     lambda x, k, b: torch.tanh(TF.conv2d(TF.pad(x, (1, 1, 1, 1)), k) + b.reshape(1, 2, 1, 1)),
     ((1, 2, 4, 4), STD), ((2, 2, 3, 3), STD), ((2,), STD))
 
+row("conv2d_bias-same-s2", lambda x, k, b: tc.ops.conv2d_bias(x, k, b, strides=2, padding="same"),
+    lambda x, k, b: TF.conv2d(TF.pad(x, (1, 1, 1, 1)), k, b, 2),
+    ((1, 2, 5, 5), STD), ((3, 2, 3, 3), STD), ((3,), STD))
+row("conv2d_bias-p1-groups2", lambda x, k, b: tc.ops.conv2d_bias(x, k, b, padding=1, groups=2),
+    lambda x, k, b: TF.conv2d(x, k, b, 1, 1, 1, 2), ((2, 4, 4, 4), STD), ((2, 2, 3, 3), STD),
+    ((2,), STD))
+
 # ---- unfold2d / fold2d ---------------------------------------------------------------------
 row("unfold2d-k2-s2", lambda x: tc.ops.unfold2d(x, 2, strides=2),
     lambda x: TF.unfold(x, 2, stride=2), ((1, 2, 4, 4), STD))

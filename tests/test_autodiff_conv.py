@@ -282,6 +282,9 @@ SECOND = [
                                                                      padding="same", groups=2)),
      lambda x, k: torch.tanh(TF.conv2d(_pad((0, 1, 0, 1))(x), k, stride=2, groups=2)),
      [(1, 4, 4, 4), (4, 2, 3, 3)]),
+    ("conv2d_bias-same", lambda x, k, b: tc.ops.tanh(tc.ops.conv2d_bias(x, k, b, padding="same")),
+     lambda x, k, b: torch.tanh(TF.conv2d(x, k, b, padding=1)),
+     [(2, 2, 4, 4), (3, 2, 3, 3), (3,)]),
     ("conv2d-d2-p1", lambda x, k: tc.ops.conv2d(x, k, padding=1, dilation=2) ** 2,
      lambda x, k: TF.conv2d(x, k, padding=1, dilation=2) ** 2, [(1, 2, 5, 5), (2, 2, 2, 2)]),
     ("conv2d_transpose-same-s2", lambda x, k: tc.ops.conv2d_transpose(

@@ -14,7 +14,9 @@ from trainctl.autodiff.ops.activations import (
     elu, erf, gelu, hard_sigmoid, leaky_relu, log_sigmoid, silu, softsign,
 )
 from trainctl.autodiff.ops.control import stop_gradient
-from trainctl.autodiff.ops.conv import conv1d, conv2d, conv2d_transpose, conv2d_weight_grad
+from trainctl.autodiff.ops.conv import (
+    conv1d, conv2d, conv2d_bias, conv2d_transpose, conv2d_weight_grad,
+)
 from trainctl.autodiff.ops.elementwise import (
     abs, add, cast, div, equal, exp, greater, greater_equal, less, less_equal, log, maximum,
     minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, softplus, sqrt, sub, tanh, where,

@@ -1,4 +1,5 @@
-"""Convolutions, channels-first: conv2d, conv2d_transpose, conv2d_weight_grad, conv1d.
+"""Convolutions, channels-first: conv2d, conv2d_bias, conv2d_transpose, conv2d_weight_grad,
+conv1d.
 
 Layout is torch's native one: inputs NCHW ``[batch, channels, height, width]`` (conv1d:
 NCL ``[batch, channels, length]``); kernels ``[out_channels, in_channels/groups, kh, kw]``
@@ -6,7 +7,8 @@ NCL ``[batch, channels, length]``); kernels ``[out_channels, in_channels/groups,
 Convolution is cross-correlation (no kernel flip). ``padding`` is 'valid', 'same'
 (TensorFlow's rule, extra row/column at the bottom/right) or explicit ints, see
 :mod:`trainctl.autodiff.ops.window`; asymmetric padding is applied with an explicit pad
-before the torch kernel. Bias is a separate ``add`` (the engine unbroadcasts).
+before the torch kernel. Bias is a separate ``add`` (the engine unbroadcasts), or fused
+into the kernel call by conv2d_bias (what the conv2d layer uses).
 
 The three registered ops are closed under differentiation, so gradients of any order
 exist. With the same strides, padding, dilation and groups throughout:
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from trainctl.autodiff.ops.core import _as_tensors, defop, fmt_shape
 from trainctl.autodiff.ops.movement import expand_dims, reshape
+from trainctl.autodiff.ops.reduce import sum as reduce_sum
 from trainctl.autodiff.ops.window import Window, ints, padding_mode, window
 from trainctl.autodiff.tensor import Tensor
 from trainctl.backend.precision import back_to_float32, low_precision
@@ -105,6 +108,30 @@ def conv2d_vjp(g, out, x, kernel, **attrs):
     gx = conv2d_transpose(g, kernel, output_shape=x.shape[2:], **attrs) if x.tracked else None
     gk = conv2d_weight_grad(x, g, kernel_size=kernel.shape[2:], **attrs) if kernel.tracked else None
     return gx, gk
+
+
+@defop("conv2d_bias", inputs=3)
+def conv2d_bias(x, kernel, bias, strides=1, padding="valid", dilation=1, groups=1):
+    """conv2d(x, kernel) + bias per output channel, in one kernel call (fused for speed:
+    no separate pass adding the bias): x [N, C, H, W], kernel [O, C/groups, kh, kw],
+    bias [O] -> [N, O, H', W']. Attributes, output size and errors as conv2d; ShapeError
+    when bias is not [O]. Gradients: conv2d's, and the sum of g over N, H', W' for bias.
+    Kernel: torch.nn.functional.conv2d with its bias argument.
+    """
+    check_floating("conv2d_bias", input=x, kernel=kernel, bias=bias)
+    win = conv_window("conv2d_bias", x.shape, kernel.shape, strides, padding, dilation, groups, 2)
+    if tuple(bias.shape) != (kernel.shape[0],):
+        raise ShapeError(f"conv2d_bias: bias {fmt_shape(bias.shape)} must be "
+                         f"[{kernel.shape[0]}] for kernel {fmt_shape(kernel.shape)}")
+    xp, pad = _padded(x, win)
+    lx, lk, lb = low_precision(xp, kernel, bias)  # precision policy (trainctl.backend.precision)
+    return back_to_float32(F.conv2d(lx, lk, lb, win.strides, pad, win.dilation, groups), (x,))
+
+
+@conv2d_bias.defvjp
+def conv2d_bias_vjp(g, out, x, kernel, bias, **attrs):
+    gx, gk = conv2d_vjp(g, out, x, kernel, **attrs)
+    return gx, gk, (reduce_sum(g, axis=(0, 2, 3)) if bias.tracked else None)
 
 
 def _transpose_sizes(x_shape, k_shape, strides, padding, dilation, output_shape) -> tuple:

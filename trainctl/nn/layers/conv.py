@@ -56,14 +56,27 @@ class _Conv(Layer):
         return self._activation(y)
 
 
+class _BiasFused(_Conv):
+    """A 2-D convolution whose bias is added inside the kernel call (ops.conv2d_bias)."""
+
+    def call(self, x, training=False):
+        if self.bias is None:
+            return super().call(x, training)
+        cfg = self.config
+        return self._activation(ops.conv2d_bias(
+            x, self.kernel, self.bias, strides=cfg.strides, padding=cfg.padding,
+            dilation=cfg.dilation_rate, groups=cfg.groups))
+
+
 @layers.register("conv1d")
 class Conv1D(_Conv, kinds.Conv1D):
     """y = activation(conv1d(x, kernel) + bias): [N, C, L] -> [N, filters, L']."""
 
 
 @layers.register("conv2d")
-class Conv2D(_Conv, kinds.Conv2D):
-    """y = activation(conv2d(x, kernel) + bias): [N, C, H, W] -> [N, filters, H', W']."""
+class Conv2D(_BiasFused, kinds.Conv2D):
+    """y = activation(conv2d(x, kernel) + bias): [N, C, H, W] -> [N, filters, H', W'] (the
+    bias added in the convolution's kernel call: ops.conv2d_bias)."""
 
 
 @layers.register("conv2d_transpose")
