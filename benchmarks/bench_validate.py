@@ -5,9 +5,11 @@ Each case is a new ``python`` process (what a user or an editor hook pays), run
 time (user + system of the child: less sensitive to other jobs on a shared machine). Byte
 code is cached (in a temporary ``PYTHONPYCACHEPREFIX``, even when the environment sets
 ``PYTHONDONTWRITEBYTECODE``), as it is for an installed package. The reference rows are what
-any Python tool pays before doing anything (``python -c pass``), what the spec package and
-the CLI framework cost to import, and the import of scikit-learn and of torch, so the
-validate rows can be read as ratios against them in the same run::
+any Python tool pays before doing anything (``python -c pass``), what the spec package, the
+CLI framework, numpy and the data package (numpy deferred) cost to import, and the import of
+scikit-learn and of torch, so the validate rows can be read as ratios against them in the
+same run; the last row validates every example spec in one process (divide by their number
+for the cost per spec)::
 
     python benchmarks/bench_validate.py [--repeat 7]
 """
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 BAD_TOP_LEVEL = """\
 name: x
@@ -44,14 +47,20 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("import trainctl.spec (pydantic, yaml)", [py, "-c", "import trainctl.spec"]),
         ("import trainctl.cli.app (typer, rich, every command module)",
          [py, "-c", "import trainctl.cli.app"]),
+        ("import numpy", [py, "-c", "import numpy"]),
+        ("import trainctl.data.pipeline (numpy on first use)",
+         [py, "-c", "import trainctl.data.pipeline"]),
         ("import sklearn.datasets", [py, "-c", "import sklearn.datasets"]),
         ("import torch", [py, "-c", "import torch"]),
         ("validate: spec with a top-level error (data not read)", [*validate, str(bad)]),
         ("validate specs/iris_mlp.yaml (scikit-learn set, described)",
          [*validate, str(ROOT / "specs" / "iris_mlp.yaml")]),
         ("validate specs/digits_mlp.yaml", [*validate, str(ROOT / "specs" / "digits_mlp.yaml")]),
-        ("validate specs/iris_csv.yaml (CSV source)",
+        ("validate specs/charlm_transformer.yaml (text read, no numpy)",
+         [*validate, str(ROOT / "specs" / "charlm_transformer.yaml")]),
+        ("validate specs/iris_csv.yaml (CSV source, train steps: numpy)",
          [*validate, str(ROOT / "specs" / "iris_csv.yaml")]),
+        (f"validate specs/*.yaml ({len(SPECS)} specs in one call)", [*validate, *map(str, SPECS)]),
     ]
 
 

@@ -1,8 +1,8 @@
 """Input data: a tf.data-like Dataset, file readers, named sources and transforms, the
 spec's data section, train/val/test splits.
 
-Imports numpy, scikit-learn, Pillow (image files) and pydantic only; elements are numpy
-arrays and the training loop converts batches to tensors (``prefetch_to_device`` alone
+Imports numpy (on first use: :mod:`trainctl.data.lazy`), scikit-learn, Pillow (image
+files) and pydantic only; elements are numpy arrays and the training loop converts batches to tensors (``prefetch_to_device`` alone
 imports torch, lazily, when it iterates).
 """
 

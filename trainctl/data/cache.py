@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import Dataset, Key, transformations
 from trainctl.data.steps import Step

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.errors import DataError
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.errors import DataError
 from trainctl.registry import Registry

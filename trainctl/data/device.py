@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import Dataset, Key, check_int, transformations
 from trainctl.data.parallel import ahead

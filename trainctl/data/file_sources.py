@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field
 
 from trainctl import spec

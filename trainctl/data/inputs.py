@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.csv_reader import MISSING_VALUES, csv_errors
 from trainctl.data.readers import IMAGE_SUFFIXES, read_npy, read_npz

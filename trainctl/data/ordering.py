@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterable, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import (INFINITE_CARDINALITY, Dataset, Key, check_bool, check_int,
                                    drop_indices, transformations)

@@ -7,7 +7,7 @@ import builtins
 import itertools
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import Dataset, Key, check_int
 from trainctl.data.structure import (TensorSpec, conform, flatten, flatten_with_paths,

@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generator, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import AUTOTUNE, Dataset, Key, check_int, transformations, where
 from trainctl.data.overlap import ParallelProbe

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import Dataset
 from trainctl.data.file_sources import FileSource
 from trainctl.data.facts import label_shape
 from trainctl.data.preprocess import feature_preprocessing
-from trainctl.data.sources import SourceData, describe_source, sources
+from trainctl.data.sources import SourceData, describe_source, source_facts, sources
 from trainctl.data.spec_select import ElementStep
 from trainctl.data.spec_steps import CacheStep, Context, MapStep, pipeline_steps
 from trainctl.data.splits import (Splits, _split_indices, _split_sizes, build_splits,
@@ -251,16 +251,16 @@ class DataPlan:
 
     def describe(self, seed: int) -> DataFacts:
         """What ``trainctl validate`` checks the model against: one training element's
-        feature and label shapes and the number of classes, from each source's cheap
-        ``describe`` (:func:`describe_source`) and the train pipeline run over it, without
-        splitting or reading whole data sets where a source can say what it holds
-        (scikit-learn is not imported). DataError as :meth:`load` for unreadable data."""
+        feature and label shapes and the number of classes. One source with a split: its
+        :func:`source_facts` (no numpy where the source has ``facts``). Sections: each
+        source's cheap ``describe`` (:func:`describe_source`) and the train pipeline run
+        over it. Neither splits or reads whole data sets where a source can say what it
+        holds (scikit-learn is not imported). DataError as :meth:`load` for unreadable data."""
         d = self.data
-        if not self.sections:
-            data = describe_source(self.source.cls, self.source.config, seed, self.base_dir)
-            _split_sizes(len(data), d.split.validation, d.split.test)
-            return DataFacts(tuple(int(n) for n in data.x.shape[1:]), data.num_classes,
-                             self.source_name, tuple(int(n) for n in data.y.shape[1:]))
+        if not self.sections:   # no numpy where the source has facts (source_facts)
+            facts = source_facts(self.source.cls, self.source.config, seed, self.base_dir)
+            _split_sizes(facts.samples, d.split.validation, d.split.test)
+            return DataFacts(facts.x_shape, facts.num_classes, self.source_name, facts.y_shape)
         part = self.sections["train"].source or self.source
         data = describe_source(part.cls, part.config, seed, self.base_dir)
         ctx = Context(seed, self.base_dir, num_classes=data.num_classes,

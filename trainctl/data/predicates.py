@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable, Literal, Optional, Union
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field, model_validator
 
 from trainctl import spec

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.transforms import Standardize, Transform, transforms
 from trainctl.errors import CheckpointError, DataError, SpecErrors, UnknownNameError

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.errors import DataError
 
@@ -111,8 +111,7 @@ def _stored_members(path: Path) -> dict[str, np.ndarray]:
 
 # -- IDX (MNIST) -------------------------------------------------------------------------
 
-IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
-             0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike, mmap: bool | None = None) -> np.ndarray:
@@ -153,7 +152,7 @@ def _idx_header(path: Path, head: bytes, total: int) -> tuple[tuple[int, ...], n
     if len(head) < 4 + 4 * ndim:
         raise DataError(f"{path}: the IDX header is cut short")
     shape = struct.unpack(f">{ndim}I", head[4:4 + 4 * ndim])
-    dtype = IDX_TYPES[code]
+    dtype = np.dtype(IDX_TYPES[code])
     offset = 4 + 4 * ndim
     need = offset + int(np.prod(shape)) * dtype.itemsize
     if total != need:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from trainctl import spec
@@ -80,6 +80,33 @@ class SourceData:
         return int(self.x.shape[0])
 
 
+@dataclass(frozen=True)
+class SourceFacts:
+    """What a source holds, without its arrays (for ``trainctl validate``, which must not
+    import numpy): ``samples`` N, one sample's ``x_shape`` and ``y_shape`` (``()`` for one
+    class index or value per sample), ``num_classes`` (None: regression) and
+    ``class_names``, as :class:`SourceData` would have them."""
+
+    samples: int
+    x_shape: tuple[int, ...]
+    y_shape: tuple[int, ...]
+    num_classes: int | None
+    class_names: tuple[str, ...] | None = None
+
+
+def source_facts(source: type, config: spec.Config, seed: int,
+                 base_dir: str | os.PathLike | None = None) -> SourceFacts:
+    """:class:`SourceFacts` of ``source``: its ``facts`` classmethod where it has one (known
+    sizes, options, a text's characters: no numpy), else read from :func:`describe_source`.
+    Raises the DataErrors its ``load`` raises for data it cannot read."""
+    if hasattr(source, "facts"):
+        return source.facts(config, seed, base_dir)
+    data = describe_source(source, config, seed, base_dir)
+    return SourceFacts(len(data), tuple(int(n) for n in data.x.shape[1:]),
+                       tuple(int(n) for n in data.y.shape[1:]), data.num_classes,
+                       data.class_names)
+
+
 def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0,
                 base_dir: str | os.PathLike | None = None) -> SourceData:
     """Load the source ``config`` describes.
@@ -108,8 +135,18 @@ def load_source(config: Mapping[str, Any] | spec.Config, seed: int = 0,
     return source.load(parsed, seed, base_dir)
 
 
+class Synthetic2D:
+    """Base of the generated 2-D sets: ``n_samples`` points, ``classes`` (default 2) named
+    "0", "1", ..."""
+
+    @classmethod
+    def facts(cls, config: Any, seed: int, base_dir: Any = None) -> SourceFacts:
+        k = getattr(config, "classes", 2)
+        return SourceFacts(config.n_samples, (2,), (), k, tuple(str(c) for c in range(k)))
+
+
 @sources.register("blobs")
-class Blobs:
+class Blobs(Synthetic2D):
     """Two Gaussian classes in 2-D: class 0 around (-1, 0), class 1 around (1, 0).
 
     x float32 [n_samples, 2], y int64 [n_samples] in {0, 1}; n_samples // 2 in class 0,
@@ -121,7 +158,7 @@ class Blobs:
         n_samples: int = Field(400, ge=2)
         sigma: float = Field(0.5, gt=0)
 
-    CENTRES = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    CENTRES = ((-1.0, 0.0), (1.0, 0.0))
     STREAM = 0x626C6F62  # 'blob': keeps this generator apart from shuffle's [seed, epoch]
 
     @classmethod
@@ -129,7 +166,7 @@ class Blobs:
         rng = np.random.default_rng([seed, cls.STREAM])
         n0 = config.n_samples // 2
         y = np.concatenate([np.zeros(n0, np.int64), np.ones(config.n_samples - n0, np.int64)])
-        x = cls.CENTRES[y] + config.sigma * rng.standard_normal((config.n_samples, 2))
+        x = np.array(cls.CENTRES)[y] + config.sigma * rng.standard_normal((config.n_samples, 2))
         order = rng.permutation(config.n_samples)
         return SourceData(x[order], y[order], num_classes=2, feature_names=("x0", "x1"),
                           class_names=("0", "1"),
@@ -143,7 +180,7 @@ def _stream_state(seed: int, stream: int) -> int:
 
 
 @sources.register("moons")
-class Moons:
+class Moons(Synthetic2D):
     """Two interleaving half circles (scikit-learn's ``make_moons``): x float32
     [n_samples, 2], y int64 in {0, 1}; Gaussian ``noise`` (standard deviation) added to
     each coordinate. Deterministic in ``seed``."""
@@ -166,7 +203,7 @@ class Moons:
 
 
 @sources.register("circles")
-class Circles:
+class Circles(Synthetic2D):
     """A small circle (class 1) inside a large one (class 0), scikit-learn's
     ``make_circles``: x float32 [n_samples, 2]; ``factor`` is the ratio of the radii,
     ``noise`` the standard deviation added to each coordinate. Deterministic in ``seed``."""
@@ -190,7 +227,7 @@ class Circles:
 
 
 @sources.register("spirals")
-class Spirals:
+class Spirals(Synthetic2D):
     """``classes`` interleaved spiral arms in 2-D: x float32 [n_samples, 2], y int64.
 
     A point of class k at t ~ U(0, 1) lies at radius t and angle
@@ -246,6 +283,12 @@ class Bundled:
                               description=cls.description)
         return SourceData(bunch.data, bunch.target, num_classes=None,
                           feature_names=names, description=cls.description)
+
+    @classmethod
+    def facts(cls, config: spec.Config, seed: int, base_dir: Any = None) -> SourceFacts:
+        """The set's size, shapes and classes from ``shape`` and ``classes``."""
+        k = None if cls.classes is None else len(cls.classes)
+        return SourceFacts(cls.shape[0], cls.shape[1:], (), k, cls.classes)
 
     @classmethod
     def describe(cls, config: spec.Config, seed: int, base_dir: Any = None) -> SourceData:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field
 
 from trainctl import spec

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field
 
 from trainctl import spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from numbers import Real
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import Dataset, check_int
 from trainctl.data.preprocess import Preprocessing

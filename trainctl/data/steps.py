@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Iterator
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset, Key,
                                    check_int, drop_indices, iterate_indexed, transformations)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 
 from trainctl.errors import DataError
 

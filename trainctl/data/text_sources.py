@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field
 
 from trainctl import spec
 from trainctl.data.file_sources import FileSource
 from trainctl.data.readers import expand
-from trainctl.data.sources import SourceData, sources
+from trainctl.data.sources import SourceData, SourceFacts, sources
 from trainctl.errors import DataError
 
 
@@ -37,12 +37,8 @@ class CharSequences(FileSource):
 
     @classmethod
     def load(cls, config: "CharSequences.Config", seed: int, base_dir: Any = None) -> SourceData:
-        text = "".join(_read(p) for p in expand(config.path, base_dir))
+        text, vocab = _text(config, base_dir)
         length, stride = config.sequence_length, config.stride or config.sequence_length
-        if len(text) < length + 1:
-            raise DataError(f"{config.path}: {len(text)} characters, fewer than "
-                            f"sequence_length + 1 = {length + 1}")
-        vocab = sorted(set(text))
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         ids = np.searchsorted(np.array([ord(c) for c in vocab], dtype=np.uint32), codes)
         starts = np.arange(0, len(text) - length, stride)
@@ -51,6 +47,25 @@ class CharSequences(FileSource):
                           num_classes=len(vocab), class_names=tuple(vocab),
                           description=f"char_sequences: {config.path}, {len(text)} characters, "
                                       f"vocabulary {len(vocab)}, windows of {length} every {stride}")
+
+
+    @classmethod
+    def facts(cls, config: "CharSequences.Config", seed: int, base_dir: Any = None) -> SourceFacts:
+        """N windows of T ids and the vocabulary, from the text alone (no numpy)."""
+        text, vocab = _text(config, base_dir)
+        length, stride = config.sequence_length, config.stride or config.sequence_length
+        return SourceFacts((len(text) - length - 1) // stride + 1, (length,), (length,),
+                           len(vocab), tuple(vocab))
+
+
+def _text(config: "CharSequences.Config", base_dir: Any) -> tuple[str, list[str]]:
+    """The files' text, concatenated, and its sorted distinct characters; DataError for
+    text shorter than ``sequence_length + 1`` characters."""
+    text = "".join(_read(p) for p in expand(config.path, base_dir))
+    if len(text) < config.sequence_length + 1:
+        raise DataError(f"{config.path}: {len(text)} characters, fewer than "
+                        f"sequence_length + 1 = {config.sequence_length + 1}")
+    return text, sorted(set(text))
 
 
 def _read(path) -> str:

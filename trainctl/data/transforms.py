@@ -18,7 +18,7 @@ import collections
 import re
 from typing import Any, Literal, Optional
 
-import numpy as np
+from trainctl.data.lazy import numpy as np
 from pydantic import Field
 
 from trainctl import spec
