@@ -164,9 +164,12 @@ def main() -> None:
             ref, _ = pytorch_step(key)
             cases = {"pytorch": ref, "eager": eager, "graph": graph}
             compile_s = inductor_s = None
+            compiled_nodes = 0
             if args.compile:
-                cases["graph+inductor"], inductor_s, _ = trainctl_step(key, "graph", Path(tmp),
-                                                                       "inductor")
+                cases["graph+inductor"], inductor_s, isetup = trainctl_step(key, "graph",
+                                                                            Path(tmp), "inductor")
+                compiled_nodes = sum(n.op == "fused_elementwise" for c in
+                                     isetup.graph.train.concrete.values() for n in c.optimized)
                 try:
                     cases["torch.compile"], compile_s = pytorch_step(key, compiled=True)
                 except Exception as exc:  # no compiler toolchain on this machine
@@ -184,8 +187,8 @@ def main() -> None:
                 f"{k} {1e3 * v:.2f} ms ({v / med['pytorch']:.2f})" for k, v in med.items())
                 + f"; graph trace {trace_s:.2f} s"
                 + (f"; torch.compile compile {compile_s:.1f} s" if compile_s else "")
-                + (f"; graph+inductor trace and compile {inductor_s:.1f} s"
-                   if inductor_s else "")
+                + (f"; graph+inductor trace and compile {inductor_s:.1f} s "
+                   f"({compiled_nodes} fused nodes compiled)" if inductor_s else "")
                 + f"; graph matmul FLOP/s {mfu:.2f} of mm peak {peak / 1e9:.0f} GFLOP/s"
                 + f"; load {os.getloadavg()[0]:.1f}")
             del gsetup

@@ -11,7 +11,6 @@ form is handed to torch.compile, which does merge the loops.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import torch
@@ -41,49 +40,63 @@ COMPOSITES: dict[str, tuple[Callable, Callable]] = {
 _FUSABLE = frozenset(KERNELS) | frozenset(COMPOSITES)
 
 
-@dataclasses.dataclass
 class FusedKernel:
     """The callable of a ``fused_elementwise`` node: ``steps`` is the chain, each
     ``(op, argument template)`` where ``("in", i)`` is the fused node's i-th input and
-    ``("step", k)`` the value of step k. ``__call__`` runs it in place (each step writes
-    over the buffer of a step it reads; bit-identical to the chain); :meth:`pure` is the
-    same chain with a fresh tensor per step, for kernel compilers."""
+    ``("step", k)`` the value of step k. Calling it runs the chain in place (each step
+    writes over the buffer of a step it reads; bit-identical to the chain); :attr:`pure`
+    is the same chain with a fresh tensor per step, for kernel compilers. Both are
+    straight-line Python generated once (:attr:`source`: the in-place one)."""
 
-    steps: list
-    __name__: str = "fused_elementwise"
+    __name__ = "fused_elementwise"
 
-    def pure(self, *inputs: torch.Tensor) -> torch.Tensor:
-        vals: list = []
-        for op, tmpl in self.steps:
-            args = [inputs[i] if kind == "in" else vals[i] for kind, i in tmpl]
-            vals.append(_call(op, args))
-        return vals[-1]
+    def __init__(self, steps: list):
+        self.steps = steps
+        self.source = _source(steps, inplace=True)
+        self.pure = _compile(_source(steps, inplace=False))
+        self._run = _compile(self.source)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        vals: list = []
-        for op, tmpl in self.steps:
-            args = [inputs[i] if kind == "in" else vals[i] for kind, i in tmpl]
-            buf = next((vals[i] for kind, i in tmpl if kind == "step"), None)
-            vals.append(_call(op, args) if buf is None else _call(op, args, out=buf))
-        return vals[-1]
+        return self._run(*inputs)
 
     def __repr__(self) -> str:
         return "fused_elementwise(" + ", ".join(op for op, _ in self.steps) + ")"
 
 
-def _call(op: str, args: list, out: torch.Tensor | None = None) -> torch.Tensor:
-    if op in COMPOSITES:
-        plain, into = COMPOSITES[op]
-        extra = [0] if op == "threshold_backward" else []
-        if out is None:
-            return plain(*args, *extra)
-        return into(*args, *extra, out=out) if op == "addcmul" else \
-            into(*args, *extra, grad_input=out)
-    if out is None:
-        return KERNELS[op](*args)
-    if op == "relu":
-        return torch.relu_(out) if args[0] is out else torch.clamp_min(args[0], 0, out=out)
-    return KERNELS[op](*args, out=out)
+_GLOBALS = {"torch": torch, **{f"K_{op}": fn for op, fn in KERNELS.items()},
+            **{f"P_{op}": fns[0] for op, fns in COMPOSITES.items()},
+            **{f"O_{op}": fns[1] for op, fns in COMPOSITES.items()}}
+
+
+def _source(steps: list, inplace: bool) -> str:
+    n_in = 1 + max((i for _, tmpl in steps for kind, i in tmpl if kind == "in"), default=-1)
+    lines = [f"def fused({', '.join(f'i{k}' for k in range(n_in))}):"]
+    buffers: list[str] = []  # the tensor holding each step's value
+    for k, (op, tmpl) in enumerate(steps):
+        args = [f"i{i}" if kind == "in" else buffers[i] for kind, i in tmpl]
+        extra = ", 0" if op == "threshold_backward" else ""
+        buf = next((buffers[i] for kind, i in tmpl if kind == "step"), None) if inplace else None
+        if buf is None:
+            buf = f"s{k}"
+            call = f"P_{op}({', '.join(args)}{extra})" if op in COMPOSITES else \
+                f"K_{op}({', '.join(args)})"
+        elif op == "relu":  # torch.relu has no out=; its input is the buffer
+            call = f"torch.relu_({buf})"
+        elif op in COMPOSITES:
+            out = "out" if op == "addcmul" else "grad_input"
+            call = f"O_{op}({', '.join(args)}{extra}, {out}={buf})"
+        else:
+            call = f"K_{op}({', '.join(args)}, out={buf})"
+        lines.append(f"    {buf} = {call}")
+        buffers.append(buf)
+    lines.append(f"    return {buffers[-1]}")
+    return "\n".join(lines) + "\n"
+
+
+def _compile(source: str):
+    scope = dict(_GLOBALS)
+    exec(compile(source, "<fused_elementwise>", "exec"), scope)  # generated here, not input
+    return scope["fused"]
 
 
 def _const(n: Node, value: float) -> bool:
