@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from trainctl.compile import compile_graph
 from trainctl.compile.cudagraphs import split_update
 from trainctl.compile.inductor import CompiledKernel, CompilerWarning, inductor_available
 from trainctl.errors import SpecErrors
@@ -121,5 +120,5 @@ def test_cuda_graph_replay_matches_eager_for_50_steps():
                                               "graph.cuda_graphs=true"], 50)
     np.testing.assert_allclose(graph, eager, rtol=1e-6, atol=0)
     steps = list(setup.graph.captured.values())
-    assert steps and steps[0].captures >= 1 and steps[0].calls >= 45  # replayed, not eager
-    assert compile_graph  # the replayed body is generated code (compile_graph)
+    # the full batches' step: traced once, 2 warm-up runs, then captured and replayed
+    assert steps and steps[0].captures == 1 and steps[0].calls >= 45
