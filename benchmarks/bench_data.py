@@ -17,7 +17,9 @@ warm-up epoch; every case yields shuffled (x float32 [256, 784], y int64 [256]) 
   64x64 RGB image to 192x192 and down to 96x96 (mostly without the GIL), with
   num_parallel_calls None (serial), 2, 4 and AUTOTUNE, each with its ratio to the serial
   map, against DataLoader over a map-style Dataset calling the same function with 0 and 2
-  worker processes.
+  worker processes. Every setting of a case runs one epoch per round, the rounds
+  interleaved so that a change in the machine's load hits all settings alike; best of
+  3 rounds (2 with ``--quick``) after a warm-up round.
 - parallel map of a tiny function (``x * 2`` on 8 floats, a few µs holding the GIL): the
   cost of handing elements to threads, which no parallelism can hide; and of a function
   waiting 0.2 ms without the GIL (``time.sleep``, a stand-in for a file read), which
@@ -57,19 +59,21 @@ from trainctl.data.readers import read_idx  # noqa: E402
 BATCH = 256
 
 
+def one_epoch(batches, n: int) -> float:
+    """Samples/s of one pass over ``batches`` (which must hold ``n`` samples)."""
+    start = time.perf_counter()
+    count = 0
+    for batch in batches:
+        count += len(batch[1])
+    elapsed = time.perf_counter() - start
+    assert count == n, (count, n)
+    return n / elapsed
+
+
 def epoch_rate(make_iter, n: int, repeats: int) -> float:
     """Best samples/s over ``repeats`` full epochs, after one warm-up epoch."""
-    best = 0.0
-    for r in range(repeats + 1):
-        start = time.perf_counter()
-        count = 0
-        for batch in make_iter(r):
-            count += len(batch[1])
-        elapsed = time.perf_counter() - start
-        assert count == n, (count, n)
-        if r:
-            best = max(best, n / elapsed)
-    return best
+    rates = [one_epoch(make_iter(r), n) for r in range(repeats + 1)]
+    return max(rates[1:])
 
 
 def write_idx(path: Path, images: np.ndarray) -> None:
@@ -133,29 +137,42 @@ class Mapped:
 
 def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str,
                   loader: bool = True) -> list[tuple[str, float]]:
-    """trainctl's map at several num_parallel_calls (ratio to serial), then DataLoader."""
+    """trainctl's map at several num_parallel_calls, then DataLoader, as ratios to the
+    serial map: every setting runs one epoch per round, rounds interleaved (so a change of
+    the machine's load hits every setting alike), best of ``ROUNDS`` after a warm-up round."""
     from trainctl.data import AUTOTUNE
 
-    rows, serial = [], None
+    runs, maps = {}, {}
     for calls in (None, 2, 4, AUTOTUNE):
-        mapped = Dataset.from_tensor_slices((images, labels)).map(
+        label = "AUTOTUNE" if calls == AUTOTUNE else str(calls)
+        maps[label] = Dataset.from_tensor_slices((images, labels)).map(
             lambda a, b: (fn(a), b), num_parallel_calls=calls)
-        ds = mapped.batch(BATCH)
-        rate = epoch_rate(lambda r: ds.iterate(r), len(labels), 1)
-        serial = serial or rate
-        label = "AUTOTUNE" if calls == AUTOTUNE else calls
-        note = f"; ran serially: {mapped.serial_reason}" if mapped.serial_reason else ""
-        rows.append((f"{name}: trainctl map, num_parallel_calls={label} ({rate / serial:.2f}x serial{note})", rate))
+        runs[f"trainctl map, num_parallel_calls={label}"] = maps[label].batch(BATCH).iterate
+    for workers in (0, 2) if loader else ():
+        runs[f"DataLoader, num_workers={workers}"] = (
+            lambda r, dl=torch_loader(Mapped(images, labels, fn), workers): dl)
+    best, serially = dict.fromkeys(runs, 0.0), {label: [] for label in maps}
+    for r in range(ROUNDS + 1):
+        for what, make in runs.items():
+            rate = one_epoch(make(r), len(labels))
+            best[what] = max(best[what], rate if r else 0.0)
+        for label, mapped in maps.items():
+            if r and mapped.serial_reason:
+                serially[label].append(mapped.serial_reason)
+    serial = best["trainctl map, num_parallel_calls=None"]
+    rows = []
+    for what, rate in best.items():
+        label = what.rsplit("=", 1)[-1]
+        reasons = serially.get(label, []) if what.startswith("trainctl") else []
+        note = f"; ran serially in {len(reasons)} of {ROUNDS} epochs: {reasons[-1]}" if reasons else ""
+        rows.append((f"{name}: {what} ({rate / serial:.2f}x serial map{note})", rate))
     if GIL_SHARE:
         rows.append((f"{name}: share of fn without the GIL (bare 2-thread pool, Amdahl): "
                      f"{gil_free_share(fn, images):.0%}", float("nan")))
-    for workers in (0, 2) if loader else ():
-        loader = torch_loader(Mapped(images, labels, fn), workers)
-        rate = epoch_rate(lambda r: loader, len(labels), 1)
-        rows.append((f"{name}: DataLoader, num_workers={workers} ({rate / serial:.2f}x trainctl serial)", rate))
     return rows
 
 
+ROUNDS = 3
 GIL_SHARE = False
 
 
@@ -225,8 +242,8 @@ def main() -> None:
     parser.add_argument("--parallel-only", action="store_true", help="only the parallel map cases")
     parser.add_argument("--gil", action="store_true", help="add each parallel case's GIL-free share")
     args = parser.parse_args()
-    global GIL_SHARE
-    GIL_SHARE = args.gil
+    global GIL_SHARE, ROUNDS
+    GIL_SHARE, ROUNDS = args.gil, 2 if args.quick else 3
     n = 10_000 if args.quick else 60_000
     repeats = 1 if args.quick else args.repeats
 

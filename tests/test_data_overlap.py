@@ -19,33 +19,34 @@ def _map_threads() -> int:
     return sum(t.name.startswith("trainctl-map") and t.is_alive() for t in threading.enumerate())
 
 
-def test_serial_window_leaves_out_the_first_call_and_needs_two_calls():
+def test_serial_window_leaves_out_the_first_block_and_needs_two_calls():
     probe = ParallelProbe(2, serial_window=0.01)
-    assert not probe.serial_call(5.0)              # warm-up call: not counted
+    assert not probe.serial_block(5.0, 1)          # warm-up block: not counted
     assert probe.cost == 0.0
-    assert not probe.serial_call(0.004)            # 4 ms timed < 10 ms
-    assert not probe.serial_call(0.004)
-    assert probe.serial_call(0.004)                # 12 ms >= 10 ms
-    assert probe.cost == pytest.approx(0.004)
-    assert not ParallelProbe(2, serial_window=0.0).serial_call(1.0)   # one timed call is not enough
+    assert not probe.serial_block(0.004, 2)        # 4 ms timed < 10 ms
+    assert probe.serial_block(0.008, 4)            # 12 ms >= 10 ms
+    assert probe.cost == pytest.approx(0.002)      # 12 ms / 6 elements
+    probe = ParallelProbe(2, serial_window=0.0)
+    probe.serial_block(1.0, 1)
+    assert not probe.serial_block(1.0, 1)          # one timed call is not enough
 
 
 def test_cheap_elements_stay_serial_with_a_reason():
     cheap = ParallelProbe(2, serial_window=0.0)
-    for _ in range(3):
-        cheap.serial_call(5e-6)
+    cheap.serial_block(1.0, 1)
+    cheap.serial_block(1e-5, 2)
     assert cheap.stay_serial() and cheap.verdict() is False
     assert cheap.reason == "5.0 µs of work per element is below 20 µs, too little to share between threads"
     dear = ParallelProbe(2, serial_window=0.0)
-    for _ in range(3):
-        dear.serial_call(1e-4)
+    dear.serial_block(1.0, 1)
+    dear.serial_block(2e-4, 2)
     assert not dear.stay_serial() and dear.reason is None and dear.verdict() is None
 
 
 def _probe(cost: float, workers: int = 2) -> ParallelProbe:
     probe = ParallelProbe(workers, serial_window=0.0, parallel_window=0.05)
-    for _ in range(3):
-        probe.serial_call(cost)
+    probe.serial_block(1.0, 1)
+    probe.serial_block(2 * cost, 2)
     return probe
 
 

@@ -21,10 +21,11 @@ class ParallelProbe:
     """Decides, from the first elements of one iteration, whether ``workers`` threads map
     faster than the caller alone. All times are seconds on ``clock`` (a fake one in tests).
 
-    1. Serial window: the caller times each call of ``fn`` (:meth:`serial_call`); the
-       first call is left out (imports, caches, lazy setup). Once at least 2 calls and
-       ``serial_window`` seconds are timed, the serial cost per element ``c`` is their
-       mean. If ``c < min_cost`` (:meth:`stay_serial`) the iteration stays serial: thread
+    1. Serial window: the caller applies ``fn`` to blocks of 1, 2, 4 ... elements and
+       times each block (:meth:`serial_block`; a clock read per block, not per element);
+       the first block is left out (imports, caches, lazy setup). Once at least 2 calls
+       and ``serial_window`` seconds are timed, the serial cost per element ``c`` is
+       their mean. If ``c < min_cost`` (:meth:`stay_serial`) the iteration stays serial: thread
        hand-offs and GIL switches cost microseconds each, which such work cannot repay.
     2. Parallel window: the workers report each chunk as ``(start, end, elements)``
        (:meth:`record_chunk`). Once the time during which at least one worker was busy
@@ -44,7 +45,7 @@ class ParallelProbe:
         self.workers, self.clock = workers, clock
         self.serial_window, self.parallel_window = serial_window, parallel_window
         self.min_cost, self.min_speedup = min_cost, min_speedup
-        self.calls = self.serial_elements = 0
+        self.blocks = self.serial_elements = 0
         self.serial_seconds = 0.0
         self.spans: list[tuple[float, float, int]] = []
         self.lock = threading.Lock()
@@ -57,12 +58,13 @@ class ParallelProbe:
         """Mean serial seconds per element (0 before a call was timed)."""
         return self.serial_seconds / self.serial_elements if self.serial_elements else 0.0
 
-    def serial_call(self, seconds: float) -> bool:
-        """Record one call timed in the caller; True once the serial window is full."""
-        self.calls += 1
-        if self.calls > 1:
+    def serial_block(self, seconds: float, elements: int) -> bool:
+        """Record a block of ``elements`` calls timed together in the caller; True once
+        the serial window is full. The first block is left out (warm-up)."""
+        self.blocks += 1
+        if self.blocks > 1:
             self.serial_seconds += seconds
-            self.serial_elements += 1
+            self.serial_elements += elements
         return self.serial_elements >= 2 and self.serial_seconds >= self.serial_window
 
     def ended_early(self, elements: int) -> str:

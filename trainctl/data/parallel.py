@@ -178,23 +178,26 @@ class Map(Step):
 
     def _probed(self, key: Key, start: int) -> Iterator[Any]:
         """Serially while a :class:`ParallelProbe` times ``fn``, then in threads while they
-        pay off; when they do not, serially for ``retry_after`` seconds on the probe's
-        clock (doubling each time, at most 64 s), then probed again. ``serial_reason``
+        pay off; when they do not, serially for about ``retry_after`` seconds of work at
+        the measured cost (doubling each time, at most 64 s), then probed again. ``serial_reason``
         says why it ran serially."""
         source, index, wait = self.input._iterate(key, start), start, self.retry_after
         self.serial_reason = None
         try:
             while True:
                 probe = self.probe_type(self.workers)
-                clock, full = probe.clock, False
-                for element in source:
-                    began = clock()
-                    result = self._apply(element, key, index)
-                    full = probe.serial_call(clock() - began)
-                    index += 1
-                    yield result
-                    if full:
+                full, size = False, 1
+                while not full:                 # blocks of 1, 2, 4 ... elements, each timed
+                    block = list(itertools.islice(source, size))
+                    if not block:
                         break
+                    began = probe.clock()
+                    results, error = self._apply_all(block, key, index)
+                    full = probe.serial_block(probe.clock() - began, len(block))
+                    index, size = index + len(block), min(2 * size, 256)
+                    yield from results
+                    if error is not None:
+                        raise error
                 if not full:
                     self.serial_reason = self.serial_reason or probe.ended_early(index - start)
                     return
@@ -203,14 +206,12 @@ class Map(Step):
                 self.serial_reason = probe.reason
                 if probe.reason is None:        # the threads ran to the end
                     return
-                until, wait = clock() + wait, min(2 * wait, 64.0)
-                for element in source:
-                    result = self._apply(element, key, index)
-                    index += 1
-                    yield result
-                    if clock() >= until:
-                        break
-                else:
+                # about ``wait`` seconds of work at the measured cost, without a clock per element
+                stretch, wait, done = max(1, int(wait / max(probe.cost, 1e-9))), min(2 * wait, 64.0), 0
+                for done, element in enumerate(itertools.islice(source, stretch), 1):
+                    yield self._apply(element, key, index + done - 1)
+                index += done
+                if done < stretch:
                     return
         finally:
             getattr(source, "close", lambda: None)()
@@ -245,17 +246,23 @@ class Map(Step):
 
     def _apply_chunk(self, chunk: list, key: Key, first: int, sizer: ChunkSizer,
                      probe: ParallelProbe) -> tuple[list, BaseException | None]:
+        """A worker's :meth:`_apply_all`, timed for the chunk sizer and the probe."""
+        started = probe.clock()
+        results, error = self._apply_all(chunk, key, first)
+        if error is None:
+            ended = probe.clock()
+            sizer.record(ended - started, len(chunk))
+            probe.record_chunk(started, ended, len(chunk))
+        return results, error
+
+    def _apply_all(self, chunk: list, key: Key, first: int) -> tuple[list, BaseException | None]:
         """The results of a chunk's elements up to the first error, and that error."""
         results: list = []
-        started = probe.clock()
         try:
             for offset, element in enumerate(chunk):
                 results.append(self._apply(element, key, first + offset))
         except Exception as exc:
             return results, exc
-        ended = probe.clock()
-        sizer.record(ended - started, len(chunk))
-        probe.record_chunk(started, ended, len(chunk))
         return results, None
 
     def _params(self) -> dict[str, Any]:
