@@ -19,7 +19,7 @@ warm-up epoch; every case yields shuffled (x float32 [256, 784], y int64 [256]) 
   map, against DataLoader over a map-style Dataset calling the same function with 0 and 2
   worker processes. Every setting of a case runs one epoch per round, the rounds
   interleaved so that a change in the machine's load hits all settings alike; best of
-  3 rounds (2 with ``--quick``) after a warm-up round.
+  ``--repeats`` rounds (3) after a warm-up round, ``--quick`` or not.
 - parallel map of a tiny function (``x * 2`` on 8 floats, a few µs holding the GIL): the
   cost of handing elements to threads, which no parallelism can hide; and of a function
   waiting 0.2 ms without the GIL (``time.sleep``, a stand-in for a file read), which
@@ -35,7 +35,8 @@ For each parallel case the table says when the map ran serially (its
 the GIL, inferred with Amdahl's law from a plain 2-thread ``ThreadPoolExecutor.map``
 speed-up ``s`` (share = 2 (1 - 1/s)); it is only meaningful when 2 CPUs are idle.
 
-``--parallel-only`` runs the parallel map cases alone.
+``--parallel-only`` runs the parallel map cases alone, ``--only TEXT`` those whose name
+holds TEXT (``--only "image folder"``).
 
 Prints a Markdown table (the figures in docs/performance.md come from it).
 """
@@ -142,6 +143,8 @@ def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str,
     the machine's load hits every setting alike), best of ``ROUNDS`` after a warm-up round."""
     from trainctl.data import AUTOTUNE
 
+    if ONLY and ONLY not in name:
+        return []
     runs, maps = {}, {}
     for calls in (None, 2, 4, AUTOTUNE):
         label = "AUTOTUNE" if calls == AUTOTUNE else str(calls)
@@ -173,6 +176,7 @@ def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str,
 
 
 ROUNDS = 3
+ONLY = ""
 GIL_SHARE = False
 
 
@@ -241,9 +245,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parallel-only", action="store_true", help="only the parallel map cases")
     parser.add_argument("--gil", action="store_true", help="add each parallel case's GIL-free share")
+    parser.add_argument("--only", default="", help="only the parallel cases whose name holds this text")
     args = parser.parse_args()
-    global GIL_SHARE, ROUNDS
-    GIL_SHARE, ROUNDS = args.gil, 2 if args.quick else 3
+    global GIL_SHARE, ROUNDS, ONLY
+    GIL_SHARE, ROUNDS, ONLY = args.gil, args.repeats, args.only
     n = 10_000 if args.quick else 60_000
     repeats = 1 if args.quick else args.repeats
 
