@@ -167,6 +167,20 @@ def test_threads_are_tried_again_after_a_second_of_serial_work(monkeypatch):
     assert ds.serial_reason.startswith("2 threads ran the first ") and _map_threads() == 0
 
 
+def test_the_serial_stretch_carries_over_to_the_next_epochs(monkeypatch):
+    ds, threads = _fake_clock_map(monkeypatch, cost=1e-3, n=300)    # fell back at ~90: 1 s to go
+    main = threading.current_thread().name
+    ran = []
+    for epoch in range(4):
+        threads.clear()
+        assert [int(v) for v in ds.iterate(epoch)] == [3 * v for v in range(300)]
+        ran.append([threads[v] != main for v in range(300)])
+        assert ds.serial_reason.startswith("2 threads ran the first ")
+    assert any(ran[0]) and not any(ran[1]) and not any(ran[2])      # no probe: 210 + 600 ms
+    assert not any(ran[3][:180]) and any(ran[3][190:])               # 190 ms left, then a probe
+    assert _map_threads() == 0
+
+
 def test_short_iteration_stays_serial_and_says_so():
     ds = Dataset.range(10).map(lambda v: v + 1, num_parallel_calls=AUTOTUNE)
     assert [int(v) for v in ds.iterate(0)] == list(range(1, 11))

@@ -114,3 +114,18 @@ class ParallelProbe:
                            f"{self.speedup:.2f}x the serial speed (below {self.min_speedup:g}x: "
                            "the function holds the GIL or no CPU is idle)")
         return self.decided
+
+
+class Backoff:
+    """A parallel map's serial work left before its next probe (``pause`` seconds, at
+    ``cost`` seconds an element), the pause after the next failed probe (``wait``:
+    doubled by each failure, at most 64 s) and the last failed probe's ``reason``. Kept on
+    the map, so it carries over from one iteration to the next."""
+
+    def __init__(self, wait: float):
+        self.pause, self.wait, self.cost = 0.0, wait, 0.0
+        self.reason: str | None = None
+
+    def failed(self, cost: float, reason: str | None) -> None:
+        self.pause, self.wait = self.wait, min(2 * self.wait, 64.0)
+        self.cost, self.reason = cost, reason

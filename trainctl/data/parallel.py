@@ -27,7 +27,7 @@ from typing import Any, Callable, Generator, Iterator
 from trainctl.data.lazy import numpy as np
 
 from trainctl.data.dataset import AUTOTUNE, Dataset, Key, check_int, transformations, where
-from trainctl.data.overlap import ParallelProbe
+from trainctl.data.overlap import Backoff, ParallelProbe
 from trainctl.data.steps import Step, call_unpacked
 from trainctl.data.structure import spec_of, to_arrays
 from trainctl.errors import DataError, TrainctlError
@@ -116,7 +116,8 @@ class Map(Step):
     applies ``fn`` in the caller for about 20 ms of work, stays serial if an element costs
     under 20 µs, else starts the threads and, after about 50 ms of their work, goes on
     serially if they ran under 1.2x the serial speed (``fn`` holding the GIL, or no idle
-    CPU), and probes again 1 s later, then 2 s, 4 s ... (at most 64 s).
+    CPU), and probes again after 1 s of serial work, then 2 s, 4 s ... (at most 64 s,
+    counted across iterations).
     :class:`~trainctl.data.overlap.ParallelProbe` decides; ``serial_reason`` says why the
     latest iteration ran serially (at its end). Workers take chunks of consecutive elements
     (:class:`ChunkSizer`: about 2 ms of work each, at most 256 elements), up to twice as
@@ -143,6 +144,7 @@ class Map(Step):
         self.workers = workers_for("map", num_parallel_calls)
         #: why the latest iteration ran serially although ``workers`` > 1 (None if not)
         self.serial_reason: str | None = None
+        self._backoff = Backoff(self.retry_after)
 
     def _apply(self, element: Any, key: Key | None, index: int | None) -> Any:
         fn = self.fn
@@ -179,25 +181,23 @@ class Map(Step):
     def _probed(self, key: Key, start: int) -> Iterator[Any]:
         """Serially while a :class:`ParallelProbe` times ``fn``, then in threads while they
         pay off; when they do not, serially for about ``retry_after`` seconds of work at
-        the measured cost (doubling each time, at most 64 s), then probed again. ``serial_reason``
-        says why it ran serially."""
-        source, index, wait = self.input._iterate(key, start), start, self.retry_after
-        self.serial_reason = None
+        the measured cost (doubling after each failed probe, at most 64 s; the count
+        carries over to the next iteration, so short epochs do not pay a probe each),
+        then probed again. ``serial_reason`` says why it ran serially."""
+        source, index, backoff = self.input._iterate(key, start), start, self._backoff
+        self.serial_reason = backoff.reason if backoff.pause > 0 else None
         try:
             while True:
+                if backoff.pause > 0:
+                    stretch, done = max(1, int(backoff.pause / max(backoff.cost, 1e-9))), 0
+                    for done, element in enumerate(itertools.islice(source, stretch), 1):
+                        yield self._apply(element, key, index + done - 1)
+                    index += done
+                    backoff.pause = 0.0 if done == stretch else backoff.pause - done * backoff.cost
+                    if done < stretch:
+                        return
                 probe = self.probe_type(self.workers)
-                full, size = False, 1
-                while not full:                 # blocks of 1, 2, 4 ... elements, each timed
-                    block = list(itertools.islice(source, size))
-                    if not block:
-                        break
-                    began = probe.clock()
-                    results, error = self._apply_all(block, key, index)
-                    full = probe.serial_block(probe.clock() - began, len(block))
-                    index, size = index + len(block), min(2 * size, 256)
-                    yield from results
-                    if error is not None:
-                        raise error
+                index, full = yield from self._timed(source, key, index, probe)
                 if not full:
                     self.serial_reason = self.serial_reason or probe.ended_early(index - start)
                     return
@@ -205,16 +205,29 @@ class Map(Step):
                     index = yield from self._parallel(source, key, index, probe)
                 self.serial_reason = probe.reason
                 if probe.reason is None:        # the threads ran to the end
+                    backoff.wait = self.retry_after
                     return
-                # about ``wait`` seconds of work at the measured cost, without a clock per element
-                stretch, wait, done = max(1, int(wait / max(probe.cost, 1e-9))), min(2 * wait, 64.0), 0
-                for done, element in enumerate(itertools.islice(source, stretch), 1):
-                    yield self._apply(element, key, index + done - 1)
-                index += done
-                if done < stretch:
-                    return
+                backoff.failed(probe.cost, probe.reason)
         finally:
             getattr(source, "close", lambda: None)()
+
+    def _timed(self, source: Iterator[Any], key: Key, index: int,
+               probe: ParallelProbe) -> Generator[Any, None, tuple[int, bool]]:
+        """The probe's serial window: blocks of 1, 2, 4 ... elements applied in the caller,
+        each block timed; returns the next index and whether the window filled."""
+        full, size = False, 1
+        while not full:
+            block = list(itertools.islice(source, size))
+            if not block:
+                break
+            began = probe.clock()
+            results, error = self._apply_all(block, key, index)
+            full = probe.serial_block(probe.clock() - began, len(block))
+            index, size = index + len(block), min(2 * size, 256)
+            yield from results
+            if error is not None:
+                raise error
+        return index, full
 
     def _parallel(self, source: Iterator[Any], key: Key, index: int,
                   probe: ParallelProbe) -> Generator[Any, None, int]:
