@@ -160,8 +160,9 @@ def parallel_rows(fn, images: np.ndarray, labels: np.ndarray, name: str,
             rate = one_epoch(make(r), len(labels))
             best[what] = max(best[what], rate if r else 0.0)
         for label, mapped in maps.items():
-            if r and mapped.serial_reason:
-                serially[label].append(mapped.serial_reason)
+            reason = getattr(mapped, "serial_reason", None)   # None before the fall-back existed
+            if r and reason:
+                serially[label].append(reason)
     serial = best["trainctl map, num_parallel_calls=None"]
     rows = []
     for what, rate in best.items():
