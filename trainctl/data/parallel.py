@@ -189,11 +189,12 @@ class Map(Step):
         try:
             while True:
                 if backoff.pause > 0:
-                    stretch, done = max(1, int(backoff.pause / max(backoff.cost, 1e-9))), 0
+                    cost = max(backoff.cost, 1e-9)
+                    stretch, done = max(1, int(backoff.pause / cost)), 0
                     for done, element in enumerate(itertools.islice(source, stretch), 1):
                         yield self._apply(element, key, index + done - 1)
                     index += done
-                    backoff.pause = 0.0 if done == stretch else backoff.pause - done * backoff.cost
+                    backoff.pause = 0.0 if done == stretch else backoff.pause - done * cost
                     if done < stretch:
                         return
                 probe = self.probe_type(self.workers)
