@@ -119,6 +119,8 @@ def test_actions_are_validated_in_the_spec():
     with pytest.raises(SpecErrors) as exc:
         with_actions(sigint="snapshot_and_go")
     assert "checkpoint.signals.sigint" in str(exc.value)
-    assert str(exc.value) == ("tiny.yaml:52:13: checkpoint.signals.sigint: expected one of "
+    text = make_spec().to_yaml().splitlines()  # the line of `sigint:` in the written spec
+    line = next(i for i, t in enumerate(text, 1) if t.strip().startswith("sigint:"))
+    assert str(exc.value) == (f"tiny.yaml:{line}:13: checkpoint.signals.sigint: expected one of "
                               "'snapshot', 'stop', 'snapshot_and_stop', 'none', got "
                               "'snapshot_and_go'")
