@@ -111,7 +111,8 @@ def adam_fused_step(opt: "Adam", grads: Sequence[torch.Tensor]) -> None:
     if cache is None or not cache.valid(opt):
         cache = opt._fused = _FusedLists(opt)
     torch._foreach_add_(cache.step_tensors, 1.0)
-    c, kernel = opt.config, torch._fused_adamw_ if opt.decoupled_weight_decay else torch._fused_adam_
+    c = opt.config
+    kernel = torch._fused_adamw_ if opt.decoupled_weight_decay else torch._fused_adam_
     for idx, scale, wd, params, ms, vs, vmax, steps in cache.groups:
         gs = [grads[i] for i in idx]
         # the CPU kernel walks memory linearly: a gradient laid out differently from its
