@@ -180,7 +180,6 @@ class Spec(Config):
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = Field("auto", min_length=1)
     execution: Literal["eager", "graph"] = "eager"
-    graph: Optional[GraphConfig] = None  # options of execution: graph (spec/execution.py)
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"  # trainctl.backend.precision
     data: DataConfig
     model: ModelConfig
@@ -192,6 +191,9 @@ class Spec(Config):
     distribute: Optional[DistributeConfig] = None
     schedule: Optional[NamedSection] = None
     callbacks: list[NamedSection] = Field(default_factory=list)
+    # options of execution: graph (spec/execution.py); last, so that a resolved spec
+    # without it keeps its line numbers
+    graph: Optional[GraphConfig] = None
 
     _doc: Optional[SpecDoc] = PrivateAttr(None)
 
