@@ -4,39 +4,29 @@ from __future__ import annotations
 
 import typer
 
-from trainctl.cli.bench import bench_command
-from trainctl.cli.ckpt import ckpt_app
-from trainctl.cli.doctor import doctor_command
-from trainctl.cli.data import data_app
-from trainctl.cli.eval import evaluate_command
-from trainctl.cli.export import export_command
-from trainctl.cli.graph import graph_command
-from trainctl.cli.plot import plot_command
-from trainctl.cli.predict import predict_command
-from trainctl.cli.runs import runs_app
-from trainctl.cli.smoke import smoke_command
-from trainctl.cli.summary import summary_command
-from trainctl.cli.schema import schema_command
-from trainctl.cli.train import train
-from trainctl.cli.validate import validate_command
+from trainctl.cli.lazy import lazy_group
+
+# name: (module, attribute), in --help order (commands, then groups, as Typer lists them); a command's module is imported when it is used
+COMMANDS = {
+    "train": ("trainctl.cli.train", "train"),
+    "eval": ("trainctl.cli.eval", "evaluate_command"),
+    "export": ("trainctl.cli.export", "export_command"),
+    "predict": ("trainctl.cli.predict", "predict_command"),
+    "smoke": ("trainctl.cli.smoke", "smoke_command"),
+    "doctor": ("trainctl.cli.doctor", "doctor_command"),
+    "bench": ("trainctl.cli.bench", "bench_command"),
+    "validate": ("trainctl.cli.validate", "validate_command"),
+    "schema": ("trainctl.cli.schema", "schema_command"),
+    "summary": ("trainctl.cli.summary", "summary_command"),
+    "graph": ("trainctl.cli.graph", "graph_command"),
+    "plot": ("trainctl.cli.plot", "plot_command"),
+    "ckpt": ("trainctl.cli.ckpt", "ckpt_app"),
+    "data": ("trainctl.cli.data", "data_app"),
+    "runs": ("trainctl.cli.runs", "runs_app"),
+}
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train neural networks from a YAML spec.")
-app.command("train")(train)
-app.command("eval")(evaluate_command)
-app.command("export")(export_command)
-app.command("predict")(predict_command)
-app.command("smoke")(smoke_command)
-app.command("doctor")(doctor_command)
-app.command("bench")(bench_command)
-app.command("validate")(validate_command)
-app.command("schema")(schema_command)
-app.command("summary")(summary_command)
-app.command("graph")(graph_command)
-app.add_typer(ckpt_app, name="ckpt")
-app.add_typer(data_app, name="data")
-app.command("plot")(plot_command)
-app.add_typer(runs_app, name="runs")
+                  cls=lazy_group(COMMANDS), help="Train neural networks from a YAML spec.")
 
 
 def _version(value: bool) -> None:
