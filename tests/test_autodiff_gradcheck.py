@@ -69,6 +69,12 @@ for _name, (_fn, _ref, _s) in UNARY.items():
 row("softplus-large", tc.ops.softplus, lambda x: torch.logaddexp(x, torch.zeros_like(x)),
     ((5,), uniform(15.0, 40.0)))
 
+# relu's rule: g where y > 0 (y: relu's output, a constant here; its own gradient is zero)
+_Y = [[0.5, -0.3, 0.0], [1.2, 0.0, -2.0]]
+row("relu_grad-2x3", lambda g: tc.ops.relu_grad(g, tc.tensor(_Y, dtype="float64")),
+    lambda g: torch.where(torch.tensor(_Y, dtype=F64) > 0, g, torch.zeros_like(g)),
+    ((2, 3), STD))
+
 # ---- where, sigmoid cross-entropy ------------------------------------------------------
 _COND = [[True, False, True], [False, False, True]]
 row("where-2x3-3", lambda a, b: tc.ops.where(tc.tensor(_COND), a, b),
@@ -389,6 +395,31 @@ def test_second_order_matmul_closed_form():
     np.testing.assert_allclose(gw.numpy(), xa.T @ ca, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx.numpy(), ca @ va.T, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(gw2.numpy(), np.zeros((4, 2)))
+
+
+def test_second_order_through_relu_rule():
+    # L = sum(relu(x) * v): dL/dx = v * [x > 0]; d/dv sum(dL/dx * u) = u * [x > 0]; the
+    # second derivative in x is 0 (relu is piecewise linear), given as zeros, not None.
+    xa = np.array(X)
+    va, ua = np.array([0.3, -1.1, 2.0, 0.7, -0.5]), np.array([1.5, 0.2, -0.8, 1.0, 3.0])
+    x, v = f64(xa), f64(va)
+    with tc.GradientTape() as outer:
+        outer.watch([x, v])
+        with tc.GradientTape() as inner:
+            inner.watch([x, v])
+            loss = tc.ops.sum(tc.ops.relu(x) * v)
+        gx = inner.gradient(loss, x)
+        s = tc.ops.sum(gx * f64(ua))
+    gxx, gv = outer.gradient(s, [x, v], unconnected_gradients="zero")
+    mask = (xa > 0).astype(np.float64)
+    np.testing.assert_array_equal(gx.numpy(), va * mask)
+    np.testing.assert_array_equal(gv.numpy(), ua * mask)
+    np.testing.assert_array_equal(gxx.numpy(), np.zeros(5))
+
+
+def test_relu_grad_shape_mismatch_names_both_shapes():
+    with pytest.raises(tc.errors.ShapeError, match=r"relu_grad: gradient .*2.*3.* differ"):
+        tc.ops.relu_grad(f64(np.ones((2, 3))), f64(np.ones((3, 2))))
 
 
 def test_second_order_via_backward_create_graph():

@@ -93,14 +93,24 @@ def test_fuse_addmm_with_and_without_relu():
     assert after.count("addmm_relu") == 1 and after.count("matmul_nd") == 0
     _same_outputs(g, after, [(8, 5)], exact=False)
 
-    def train(x):  # with the backward pass the pre-activation is read again: addmm only
+    def train(x):  # relu's rule reads relu's output, not the sum: still addmm_relu
         with GradientTape() as tape:
             loss = ops.sum(ops.relu(x @ w + b))
         return loss, tape.gradient(loss, [w, b])
     g = _graph(train, (8, 5))
     after = PASSES.get("fuse_addmm")(g)
-    assert after.count("addmm") == 1 and after.count("addmm_relu") == 0
+    assert g.count("relu_grad") == 1
+    assert after.count("addmm_relu") == 1 and after.count("addmm") == 0
     assert after.count("matmul_nd") == g.count("matmul_nd") - 1
+    _same_outputs(g, after, [(8, 5)], exact=False)
+
+    def reread(x):  # the sum has a second reader: addmm only, relu stays
+        z = x @ w + b
+        return ops.relu(z) * z
+    g = _graph(reread, (8, 5))
+    after = PASSES.get("fuse_addmm")(g)
+    assert after.count("addmm") == 1 and after.count("addmm_relu") == 0
+    assert after.count("relu") == 1 and after.count("matmul_nd") == 0
     _same_outputs(g, after, [(8, 5)], exact=False)
 
 

@@ -112,6 +112,17 @@ def log_softmax_backward(node: Node, ns: Any) -> str | None:
            f"{axis % len(out.shape)}, {out.dtype})"
 
 
+def relu_grad(node: Node, ns: Any) -> str | None:
+    """``relu_grad(g, y)`` (relu's rule) → ``torch.threshold_backward(g, y, 0)``, the
+    kernel its forward calls, without the shape check."""
+    if node.args != (Ref(0), Ref(1)) or len(node.inputs) != 2 or node.kwargs:
+        return None
+    g, y = node.inputs
+    if g.shape is None or g.shape != y.shape:
+        return None
+    return f"{ns.name(torch.ops.aten.threshold_backward.default, 'K')}({g.name}, {y.name}, 0)"
+
+
 def nll_loss(node: Node, ns: Any) -> str | None:
     """``F.nll_loss(logp, y, reduction='none')`` → ``torch._C._nn.nll_loss_nd(logp, y,
     None, 0, -100)``: the kernel it calls, without the Python argument handling."""
@@ -144,7 +155,7 @@ def put_along_axis_add(node: Node, ns: Any) -> str | None:
 LOWERINGS: dict[str, Rule] = {
     "sum_to": sum_to, "permute": permute, "reshape": reshape, "matmul_nd": matmul_nd,
     "log_softmax": log_softmax, "log_softmax_backward": log_softmax_backward,
-    "nll_loss": nll_loss,
+    "nll_loss": nll_loss, "relu_grad": relu_grad,
     "put_along_axis_add": put_along_axis_add,
 }
 

@@ -19,7 +19,8 @@ from trainctl.autodiff.ops.conv import (
 )
 from trainctl.autodiff.ops.elementwise import (
     abs, add, cast, div, equal, exp, greater, greater_equal, less, less_equal, log, maximum,
-    minimum, mul, neg, not_equal, pow, relu, sigmoid, sign, softplus, sqrt, sub, tanh, where,
+    minimum, mul, neg, not_equal, pow, relu, relu_grad, sigmoid, sign, softplus, sqrt, sub,
+    tanh, where,
 )
 from trainctl.autodiff.ops.einsum import einsum
 from trainctl.autodiff.ops.indexing import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from trainctl.autodiff.ops.core import defop
+from trainctl.errors import ShapeError, fmt_shape
 from trainctl.autodiff.tensor import Tensor
 from trainctl.backend import as_dtype
 
@@ -181,7 +182,27 @@ def relu(a):
 
 @relu.defvjp
 def relu_vjp(g, out, a):
-    return (mul(g, _const(a.data > 0, g)),)
+    return (relu_grad(g, out),)
+
+
+@defop("relu_grad", inputs=2)
+def relu_grad(g, y):
+    """relu's VJP from its output: g where y > 0, else 0 (g, y: one shape and dtype).
+
+    One kernel, ``torch.threshold_backward(g, y, 0)`` (the one torch's autograd uses for
+    relu); y > 0 exactly where relu's input is > 0, so relu'(0) = 0 still holds. Gives +0
+    where y <= 0 even when g is negative or not finite (a mask product would give -0/nan).
+    Raises ShapeError when the shapes differ."""
+    if g.shape != y.shape:
+        raise ShapeError(f"relu_grad: gradient {fmt_shape(g.shape)} and output "
+                         f"{fmt_shape(y.shape)} differ")
+    return torch.ops.aten.threshold_backward.default(g, y, 0)
+
+
+@relu_grad.defvjp
+def relu_grad_vjp(gg, out, g, y):
+    # linear in g with the same mask; piecewise constant in y (zero almost everywhere)
+    return (relu_grad(gg, y) if g.tracked else None), None
 
 
 @defop("sigmoid")

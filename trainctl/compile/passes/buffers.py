@@ -16,7 +16,8 @@ CONSUMERS = frozenset({
     "matmul_nd", "addmm", "addmm_relu", "add", "sub", "mul", "div", "neg", "exp", "log",
     "sqrt", "abs", "relu", "sigmoid", "tanh", "maximum", "minimum", "pow",
     "threshold_backward", "sigmoid_backward", "tanh_backward", "log_softmax",
-    "log_softmax_backward", "nll_loss", "adam_fused"})
+    "log_softmax_backward", "nll_loss", "adam_fused",
+    "fused_elementwise"})  # its first step makes a new tensor, later ones write in that
 # Ops whose result may share the buffer's memory (a view, or the input itself).
 VIEWS = frozenset({"permute", "reshape", "sum_to"})
 

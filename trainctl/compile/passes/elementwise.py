@@ -105,10 +105,12 @@ def _const(n: Node, value: float) -> bool:
 
 
 def _args(n: Node) -> list[Node] | None:
-    """The tensor arguments of n in call order, or None if n has attributes."""
-    if n.kwargs or not all(isinstance(a, Ref) for a in n.args):
+    """The tensor arguments of n in call order, or None if n has attributes (but for a
+    ``threshold_backward`` written by :func:`_set`, whose threshold is always 0)."""
+    args = n.args[:-1] if n.op == "threshold_backward" and n.args[-1:] == (0,) else n.args
+    if n.kwargs or not all(isinstance(a, Ref) for a in args):
         return None
-    return [n.inputs[a.index] for a in n.args]
+    return [n.inputs[a.index] for a in args]
 
 
 def _set(n: Node, op: str, args: list[Node]) -> None:
@@ -126,6 +128,9 @@ def _composite(n: Node, users: dict, outputs: set) -> bool:
     def inner(m: Node, op: str) -> bool:  # m is op, read only by the node reading n's operand
         return m.op == op and not m.impure and len(users[id(m)]) == 1 and id(m) not in outputs
 
+    if n.op == "relu_grad" and not n.impure and _args(n) and n.shape is not None:
+        _set(n, "threshold_backward", _args(n))  # the kernel relu_grad's forward calls
+        return True
     args = _args(n) if n.op in ("mul", "add") and not n.impure else None
     if args is None or len(args) != 2 or n.shape is None:
         return False
@@ -216,8 +221,8 @@ def _fuse(group: list[Node]) -> None:
 
 @PASSES.register("fuse_elementwise")
 def fuse_elementwise(graph: Graph) -> Graph:
-    """First the chains torch has one kernel for become that kernel: the relu rule's
-    ``g * to(x > 0)`` is ``threshold_backward(g, x, 0)``, ``g * (1 - t*t)``
+    """First the chains torch has one kernel for become that kernel: relu's rule
+    ``relu_grad(g, y)`` and a rule's ``g * to(x > 0)`` are ``threshold_backward(g, y, 0)``, ``g * (1 - t*t)``
     ``tanh_backward(g, t)``, ``g * (s * (1 - s))`` ``sigmoid_backward(g, s)`` and
     ``a + b*c`` ``addcmul(a, b, c)`` (torch's autograd uses the same kernels; they may
     round differently from the chain in the last bit, and threshold_backward gives +0
