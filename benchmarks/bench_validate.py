@@ -45,7 +45,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
     return [
         ("python -c pass", [py, "-c", "pass"]),
         ("import trainctl.spec (pydantic, yaml)", [py, "-c", "import trainctl.spec"]),
-        ("import trainctl.cli.app (typer, rich, every command module)",
+        ("import trainctl.cli.app (typer; command modules load on use)",
          [py, "-c", "import trainctl.cli.app"]),
         ("import numpy", [py, "-c", "import numpy"]),
         ("import trainctl.data.pipeline (numpy on first use)",
