@@ -34,7 +34,9 @@ def poison(trainer, at_step: int, where: str, layer: int = 0):
         if training and trainer.step + 1 == at_step:  # the step in progress
             if where == "forward":
                 return out * tensor(float("nan"))
-            return out + ops.sqrt(ops.relu(out - 1e9)) * 0.0
+            # not sqrt(relu(...)): relu's rule (threshold_backward, as torch's) gives 0
+            # where relu was 0, even for a NaN gradient
+            return out + ops.sqrt(out * 0.0) * 0.0
         return out
 
     target.call = call
