@@ -417,6 +417,17 @@ def test_second_order_through_relu_rule():
     np.testing.assert_array_equal(gxx.numpy(), np.zeros(5))
 
 
+def test_relu_grad_gives_plus_zero_where_relu_is_zero_even_for_nan():
+    # torch's relu backward (threshold_backward) is the oracle: g where y > 0, else +0
+    g = torch.tensor([float("nan"), -1.0, float("inf"), 2.0, float("nan")], dtype=F64)
+    y = torch.relu(torch.tensor(X, dtype=F64))
+    x = torch.tensor(X, dtype=F64, requires_grad=True)
+    torch.relu(x).backward(g)
+    ours = tc.ops.relu_grad(f64(g.numpy()), f64(y.numpy())).numpy()
+    np.testing.assert_array_equal(ours, x.grad.numpy())
+    assert not np.signbit(ours[:2]).any() and np.isnan(ours[4])
+
+
 def test_relu_grad_shape_mismatch_names_both_shapes():
     with pytest.raises(tc.errors.ShapeError, match=r"relu_grad: gradient .*2.*3.* differ"):
         tc.ops.relu_grad(f64(np.ones((2, 3))), f64(np.ones((3, 2))))
