@@ -42,6 +42,33 @@ def test_graph_ir_unknown_pass_is_one_error_line():
     assert "unknown pass 'nope'" in res.output and "Traceback" not in res.output
 
 
+INDUCTOR = ["--set", "device=cpu", "--set", "execution=graph", "--set", "graph.compiler=inductor"]
+
+
+def test_graph_ir_runs_the_passes_of_training_with_compiler_inductor(monkeypatch):
+    """``--ir`` traces with the pass list that training uses for the spec's ``graph:``
+    section: with ``compiler: inductor`` that list has ``inductor`` after ``fuse_elementwise``."""
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "nope", *INDUCTOR])
+    assert res.exit_code == 2
+    assert "fuse_elementwise, inductor, foreach_optimizer" in res.output
+    plain = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "nope", "--set", "device=cpu"])
+    assert "fuse_elementwise, foreach_optimizer" in plain.output and "inductor" not in plain.output
+    import trainctl.compile
+    from trainctl.train.graph_step import GraphSteps
+    seen = []
+    real = trainctl.compile.run_passes
+    monkeypatch.setattr(trainctl.compile, "run_passes",
+                        lambda graph, names: seen.append(tuple(names)) or real(graph, names))
+    res = runner.invoke(app, ["graph", SPEC, "--ir", "--after", "inductor", *INDUCTOR])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("graph train_step")
+    from trainctl.spec import load_spec
+    from trainctl.train import prepare
+    training = GraphSteps(prepare(load_spec(SPEC, INDUCTOR[1::2]))).train.passes
+    assert "inductor" in training
+    assert seen == [training[:training.index("inductor") + 1]]
+
+
 def _losses(run: Path) -> list[float]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [json.loads(x)["loss"] for x in lines if json.loads(x).get("kind") == "epoch"]

@@ -113,19 +113,22 @@ def graph_steps(setup: Any) -> GraphSteps | None:
 
 def traced_step(setup: Any, step: str = "train", after: str | None = None):
     """The graph of ``setup``'s training (or ``step="eval"``) step on its first training
-    batch, after the default passes up to and including ``after`` (None: all of them;
-    ``"traced"``: none), and the Python generated from it. Tracing runs the step once,
-    so the setup's weights change. Raises TrainctlError for an unknown pass name."""
-    from trainctl.compile import DEFAULT_PASSES, compile_graph, run_passes
+    batch, after the passes that training runs (:func:`step_passes` of the spec's
+    ``graph:`` section, so ``inductor`` with ``compiler: inductor``) up to and including
+    ``after`` (None: all of them; ``"traced"``: none), and the Python generated from it.
+    Tracing runs the step once, so the setup's weights change. Raises TrainctlError for
+    an unknown pass name."""
+    from trainctl.compile import compile_graph, run_passes
     from trainctl.errors import TrainctlError
     from trainctl.train.loop import to_tensors
 
-    names = ["traced", *dict.fromkeys(DEFAULT_PASSES)]
+    every = step_passes(getattr(setup.spec, "graph", None))
+    names = ["traced", *dict.fromkeys(every)]
     if after is not None and after not in names:
         raise TrainctlError(f"--after: unknown pass {after!r}; the passes, in order: "
                             f"{', '.join(names)}")
-    passes = DEFAULT_PASSES if after is None else \
-        DEFAULT_PASSES[:0 if after == "traced" else DEFAULT_PASSES.index(after) + 1]
+    passes = every if after is None else \
+        every[:0 if after == "traced" else every.index(after) + 1]
     x, y = to_tensors(next(iter(setup.splits.train)), setup.device)
     steps = GraphSteps(setup)
     fn, args = (steps.train, (x, y, False)) if step == "train" else (steps.eval, (x, y))
