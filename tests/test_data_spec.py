@@ -162,6 +162,47 @@ def test_map_step_with_parallel_calls_gives_the_same_batches(work):
         np.testing.assert_array_equal(ya, yb)
 
 
+def test_map_step_with_autotune_builds_an_autotune_map_giving_the_serial_batches(work, monkeypatch):
+    from trainctl.data import AUTOTUNE, Dataset
+    from trainctl.data.parallel import Map, cpu_count
+
+    calls = []
+    real_map = Dataset.map
+    monkeypatch.setattr(Dataset, "map", lambda ds, fn, n=None: calls.append(n) or real_map(ds, fn, n))
+    auto = SECTIONS.replace("- standardize",
+                            "- {type: map, transform: standardize, num_parallel_calls: autotune}")
+    a = plan(spec_in(work, auto)).load(3)
+    assert calls == [AUTOTUNE, AUTOTUNE, AUTOTUNE] and AUTOTUNE == -1     # train, validation, test
+    node, maps = a.train, []
+    while node is not None:                       # the train pipeline's Map: one thread per CPU
+        maps += [node] if isinstance(node, Map) else []
+        node = next(iter(node._inputs()), None)
+    assert [m.workers for m in maps] == [cpu_count()]
+    b = plan(spec_in(work, SECTIONS, "b.yaml")).load(3)
+    got, want = batches(a.train, 2), batches(b.train, 2)
+    assert len(got) == len(want) == 7
+    for (xa, ya), (xb, yb) in zip(got, want):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "fast", "AUTOTUNE", "2.5"])
+def test_bad_num_parallel_calls_is_located_and_lists_the_allowed_values(work, value):
+    bad = SECTIONS.replace("- standardize",
+                           f"- {{type: map, transform: standardize, num_parallel_calls: {value}}}")
+    with pytest.raises(SpecErrors) as info:
+        plan(spec_in(work, bad))
+    [error] = info.value.errors
+    line = f"{error.file}:{error.line}:{error.col}: {error.key}: {error.message}"
+    got = repr(yaml.safe_load(value))
+    text = (work / "s.yaml").read_text().splitlines()
+    row = next(i for i, t in enumerate(text) if "num_parallel_calls" in t)
+    col = text[row].index("num_parallel_calls: ") + len("num_parallel_calls: ")
+    assert (row, col) == (7, 64)                                   # 1-based: 8:65
+    assert line == (f"{work / 's.yaml'}:8:65: data.train.steps[0].num_parallel_calls: "
+                    f"expected an integer > 0 or 'autotune', got {got}")
+
+
 def test_resolved_data_section_round_trips_with_absolute_paths(work):
     spec = spec_in(work, SECTIONS + "  test:\n    steps: [standardize, {type: cache}]\n")
     resolved = plan(spec).resolved()

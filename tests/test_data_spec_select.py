@@ -140,7 +140,7 @@ def test_interleave_by_label_follows_tf_data_order(work):
     # cycle 2, block 5: classes 0 and 1 alternate by 5; class 2 opens when both have ended
     want2 = np.concatenate([*[of[c][b:b + 5] for b in range(0, 50, 5) for c in range(2)], of[2]])
     for cycle, block, want in ((3, 2, want3), (2, 5, want2)):
-        for calls in ("", ", num_parallel_calls: 2"):
+        for calls in ("", ", num_parallel_calls: 2", ", num_parallel_calls: autotune"):
             steps = (f"      - {{type: interleave, cycle_length: {cycle}, block_length: {block}{calls}}}\n"
                      "      - {type: batch, batch_size: 64}\n")
             gx, gy = epoch(load(work, steps))

@@ -26,7 +26,7 @@ from trainctl import spec
 from trainctl.data.dataset import Dataset
 from trainctl.data.predicates import predicates
 from trainctl.data.sources import sources
-from trainctl.data.spec_steps import Context, SpecStep, pipeline_steps
+from trainctl.data.spec_steps import Context, ParallelCalls, SpecStep, parallel_calls, pipeline_steps
 from trainctl.errors import DataError
 
 
@@ -87,13 +87,14 @@ class _LabelIs:
 @pipeline_steps.register("interleave")
 class InterleaveStep(ElementStep):
     """``by: label``; ``cycle_length`` (the number of classes), ``block_length`` (1),
-    ``num_parallel_calls`` (none: threads producing the open datasets ahead)."""
+    ``num_parallel_calls`` (none; > 0 or ``autotune``: threads producing the open
+    datasets ahead)."""
 
     class Config(spec.Config):
         by: Literal["label"] = "label"
         cycle_length: Optional[int] = Field(None, gt=0)
         block_length: int = Field(1, gt=0)
-        num_parallel_calls: Optional[int] = Field(None, gt=0)
+        num_parallel_calls: ParallelCalls = None
 
     @classmethod
     def build(cls, ds: Dataset, config: Any, ctx: Context) -> Dataset:
@@ -102,7 +103,8 @@ class InterleaveStep(ElementStep):
             raise DataError(f"{where(ctx)}: interleave by label needs class labels; this "
                             "source's labels are regression targets")
         return Dataset.range(k).interleave(_OfClass(ds), config.cycle_length or k,
-                                           config.block_length, config.num_parallel_calls)
+                                           config.block_length,
+                                           parallel_calls(config.num_parallel_calls))
 
 
 class _Joined:

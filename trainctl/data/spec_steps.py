@@ -11,17 +11,41 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from trainctl.data.lazy import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from trainctl import spec
-from trainctl.data.dataset import Dataset
+from trainctl.data.dataset import AUTOTUNE, Dataset
 from trainctl.data.transforms import Transform, transforms
+from trainctl.spec.messages import show
 from trainctl.registry import Registry
 
 pipeline_steps: Registry[type] = Registry("pipeline step")
+
+
+def _check_parallel_calls(value: Any) -> Any:
+    """Accept null, an integer > 0 or ``'autotune'``; else one error listing them."""
+    if value is None or value == "autotune" or (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise PydanticCustomError("spec_parallel_calls",
+                              "expected an integer > 0 or 'autotune', got {got}",
+                              {"got": show(value)})
+
+
+#: A spec step's ``num_parallel_calls``: a thread count > 0, ``autotune`` (tf.data's
+#: AUTOTUNE: one thread per CPU) or null (in the caller); see :func:`parallel_calls`.
+ParallelCalls = Annotated[Optional[Union[Annotated[int, Field(gt=0)], Literal["autotune"]]],
+                          BeforeValidator(_check_parallel_calls)]
+
+
+def parallel_calls(value: int | str | None) -> int | None:
+    """The ``num_parallel_calls`` of :meth:`Dataset.map` for a spec's value: ``'autotune'``
+    → :data:`AUTOTUNE` (-1), else unchanged."""
+    return AUTOTUNE if value == "autotune" else value
 
 
 @dataclass
@@ -193,18 +217,19 @@ class PrefetchStep(SpecStep):
 @pipeline_steps.register("map")
 class MapStep(SpecStep):
     """``transform`` (a named transform, ``{type: NAME, ...}``) and ``num_parallel_calls``
-    (threads; none: in the caller)."""
+    (threads > 0, ``autotune``: one per CPU; none: in the caller)."""
 
     class Config(spec.Config):
         transform: Union[str, dict[str, Any]]
-        num_parallel_calls: Optional[int] = Field(None, gt=0)
+        num_parallel_calls: ParallelCalls = None
 
     @classmethod
     def build(cls, ds: Dataset, config: Any, ctx: Context,
               transform: tuple[type[Transform], Any] | None = None) -> Dataset:
         """``transform`` is the validated ``(Transform class, Config)`` of ``config.transform``."""
         assert transform is not None, "the planner validates map's transform first"
-        return apply_transform(ds, transform[0], transform[1], ctx, config.num_parallel_calls)
+        return apply_transform(ds, transform[0], transform[1], ctx,
+                               parallel_calls(config.num_parallel_calls))
 
 
 def apply_transform(ds: Dataset, cls: type[Transform], config: Any, ctx: Context,
