@@ -26,7 +26,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from trainctl.cli.common import auto_device_words
 from trainctl.train import Callback
 
-SKIP = {"kind", "epoch", "step", "seconds"}
+SKIP = {"kind", "epoch", "step", "seconds", "input_wait"}  # text lines: values only
 
 
 def _fmt_record(record: dict) -> str:

@@ -29,7 +29,9 @@ class Callback:
 
     def on_batch_end(self, step: int, batch_size: int, loss: Tensor) -> None: ...
 
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        """The epoch record as written to metrics.jsonl: the history's record plus
+        ``input_wait`` (the share of the epoch's training time spent waiting for input)."""
 
     def on_step_record(self, step: int, record: dict[str, Any]) -> None:
         """A step record was written (``train.log_every_n_steps``, ``eval_every_n_steps``,

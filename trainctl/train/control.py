@@ -192,9 +192,10 @@ class Control:
         last = self.max_epochs is not None and epoch >= self.max_epochs
         return epoch % n == 0 or last
 
-    def _epoch_recorded(self, record: dict[str, Any]) -> None:
-        """After an epoch record is written: callbacks, then every monitor's check."""
-        self.callbacks.on_epoch_end(self.epoch, record)
+    def _epoch_recorded(self, record: dict[str, Any], logged: dict[str, Any]) -> None:
+        """After an epoch record is written: callbacks (``on_epoch_end`` gets ``logged``,
+        the record as in metrics.jsonl, with ``input_wait``), then every monitor's check."""
+        self.callbacks.on_epoch_end(self.epoch, logged)
         if self.schedule is not None:
             self.schedule.observe(record)
         self.callbacks.on_evaluation(record)

@@ -153,9 +153,12 @@ class Trainer(Control):
                         break  # stopped between two steps of the epoch
                     self.epoch, self.batch = self.epoch + 1, 0
                     self.history.append(record)
-                    if self.run_dir is not None:  # + the share of training time waiting
-                        self.run_dir.append_metrics({**record, "input_wait": self.input_wait})
-                    self._epoch_recorded(record)
+                    # + the share of training time waiting, in metrics.jsonl and for the
+                    # reporters (--log-format json), not in the history
+                    logged = {**record, "input_wait": self.input_wait}
+                    if self.run_dir is not None:
+                        self.run_dir.append_metrics(logged)
+                    self._epoch_recorded(record, logged)
                     if self.checkpointer is not None:
                         self.checkpointer.at_epoch_end(record, "snapshot" in self.requests)
                     self.requests.discard("snapshot")
