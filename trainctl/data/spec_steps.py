@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from trainctl.data.lazy import numpy as np
 from pydantic import BeforeValidator, Field
-from pydantic_core import PydanticCustomError
 
 from trainctl import spec
 from trainctl.data.dataset import AUTOTUNE, Dataset
@@ -31,9 +30,7 @@ def _check_parallel_calls(value: Any) -> Any:
     if value is None or value == "autotune" or (
             isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise PydanticCustomError("spec_parallel_calls",
-                              "expected an integer > 0 or 'autotune', got {got}",
-                              {"got": show(value)})
+    raise ValueError(f"expected an integer > 0 or 'autotune', got {show(value)}")
 
 
 #: A spec step's ``num_parallel_calls``: a thread count > 0, ``autotune`` (tf.data's
