@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trainctl.cli.app import app
+from trainctl.spec.execution import GraphIgnoredWarning
 
 SPEC = str(Path(__file__).resolve().parent.parent / "specs" / "iris_mlp.yaml")
 runner = CliRunner()
@@ -96,3 +97,28 @@ def test_unknown_execution_is_a_spec_error(tmp_path):
                               str(tmp_path / "r")])
     assert res.exit_code == 2 and "execution" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_execution_eager_on_the_command_line_wins_over_the_graph_section(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"base: {SPEC}\nexecution: graph\ngraph: {{compiler: inductor}}\n")
+    with pytest.warns(GraphIgnoredWarning) as caught:
+        res = runner.invoke(app, ["validate", str(path), "--set", "execution=eager"])
+    assert res.exit_code == 0, res.output
+    assert len(caught) == 1
+    run = tmp_path / "run"
+    with pytest.warns(GraphIgnoredWarning) as caught:
+        res = runner.invoke(app, ["train", str(path), "--execution", "eager", "--epochs", "1",
+                                  "--quiet", "--run-dir", str(run), "--set", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    assert len(caught) == 1 and "--execution eager" in str(caught[0].message)
+    assert "execution: eager" in (run / "spec.yaml").read_text()
+    assert "compiler: inductor" not in (run / "spec.yaml").read_text()
+    with pytest.warns(GraphIgnoredWarning):
+        res = runner.invoke(app, ["eval", str(path), "--checkpoint", str(run), "--execution",
+                                  "eager", "--json"])
+    assert res.exit_code == 0, res.output
+    path.write_text(f"base: {SPEC}\nexecution: eager\ngraph: {{compiler: inductor}}\n")
+    res = runner.invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "graph options apply to execution: graph" in res.output
+    assert not (tmp_path / "r2").exists()

@@ -1,6 +1,7 @@
 """The spec's ``graph:`` section: validation, ``compiler: inductor`` (fused nodes compiled
 by torch.compile: the same losses as eager for 50 steps to 1e-6) and ``cuda_graphs``
-(an error on CPU; on CUDA the same losses as eager, captured and replayed)."""
+(an error on CPU; on CUDA the same losses as eager, captured and replayed); ignored, with a
+warning, when ``execution: eager`` comes from the command line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from trainctl.compile.cudagraphs import split_update
 from trainctl.compile.inductor import CompiledKernel, CompilerWarning, inductor_available
 from trainctl.errors import SpecErrors
-from trainctl.spec import load_spec
+from trainctl.spec import flag_overrides, load_spec
+from trainctl.spec.execution import GraphIgnoredWarning
 from trainctl.train import Callback, Trainer, prepare
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -55,6 +57,31 @@ def test_graph_section_is_validated_with_file_line_col(tmp_path, extra, message)
     with pytest.raises(SpecErrors) as info:
         load_spec(path)
     assert f"{path}{message.format(line=text.count(chr(10)) + 2)}" in _messages(info.value)
+
+
+@pytest.mark.parametrize("execution", ["execution: graph\n", "execution: eager\n", ""])
+@pytest.mark.parametrize("override", ["--set", "--execution"])
+def test_eager_from_the_command_line_ignores_the_graph_section(tmp_path, execution, override):
+    """An ``execution`` override other than graph wins over the file: its ``graph:``
+    section is ignored with one warning located at that section (a file that says eager
+    itself with a graph: section stays an error: the parametrized test above)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text((SPECS / "iris_mlp.yaml").read_text() + execution
+                    + "graph: {compiler: inductor}\n")
+    eager = ["execution=eager"] if override == "--set" else flag_overrides(execution="eager")
+    with pytest.warns(GraphIgnoredWarning) as caught:
+        spec = load_spec(path, eager)
+    assert spec.execution == "eager" and spec.graph is None
+    assert len(caught) == 1 and caught[0].filename == str(path)
+    assert caught[0].lineno == path.read_text().count("\n")  # the graph: line
+    assert f"{override} " in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = load_spec(path, ["execution=graph"])  # graph from the command line: kept
+    assert graph.execution == "graph" and graph.graph.compiler == "inductor"
+    if not execution:
+        with pytest.raises(SpecErrors, match="graph options apply to execution: graph"):
+            load_spec(path, ["seed=1"])  # another override: the file's eager still counts
 
 
 def test_cuda_graphs_on_cpu_is_a_spec_error_naming_the_key(tmp_path):

@@ -102,6 +102,16 @@ class SpecDoc:
         origin = self._keys.get(path) or self.where(path)
         return origin.line, origin.col
 
+    def overridden(self, path: KeyPath) -> bool:
+        """True when a command-line override (``--set``, ``--execution`` ...) gave the value
+        at exactly ``path``, rather than a spec file."""
+        origin = self._values.get(tuple(path))
+        return origin is not None and origin.line is None and origin.file != self.file
+
+    def without(self, key: str) -> "SpecDoc":
+        """A copy of this document without the top-level ``key`` (origins kept)."""
+        return self._copy({k: v for k, v in self.data.items() if k != key})
+
     def _find(self, table: dict, path: KeyPath) -> tuple[Origin, KeyPath | None]:
         probe = path
         while probe:

@@ -22,7 +22,7 @@ from trainctl.spec.checkpointing import CheckpointConfig
 from trainctl.spec.config import Config
 from trainctl.spec.distribute import DistributeConfig
 from trainctl.spec.doc import SpecDoc, load_doc
-from trainctl.spec.execution import GraphConfig
+from trainctl.spec.execution import GraphConfig, drop_graph_for_eager_override
 from trainctl.spec.messages import show
 from trainctl.spec.overrides import Override, flag_overrides
 from trainctl.spec.training import TrainConfig
@@ -224,6 +224,7 @@ class Spec(Config):
         against their kinds too (:func:`trainctl.spec.kinds.check.check_references`), so a
         typo there is reported in the same breath.
         """
+        doc = drop_graph_for_eager_override(doc)  # --execution eager wins over graph:
         try:
             spec = doc.validate(cls, (), exclude=())
         except SpecErrors as exc:
