@@ -120,6 +120,34 @@ train: {epochs: 0}
     ]
 
 
+@pytest.mark.parametrize("text, first", [
+    ("data:\n  source: {type: digitz}\n  batch_size: -3\n",
+     None),  # the reviewer's example: both data errors
+    ("seed: zero\ndata:\n  source: {type: digitz}\n",
+     "{s}:2:7: seed: expected an integer, got 'zero'"),  # the data section alone is valid
+])
+def test_data_errors_are_reported_with_the_schema_errors(tmp_path, text, first):
+    spec = write(tmp_path / "b.yaml", f"base: {ROOT / 'specs' / 'digits_mlp.yaml'}\n{text}")
+    source = (f"{spec}:{3 if first is None else 4}:18: "
+              "data.source.type: unknown data source 'digitz'; did you mean 'digits'?")
+    expected = [source, f"{spec}:4:15: data.batch_size: must be > 0, got -3"] if first is None \
+        else [first.format(s=spec), source]
+    assert [str(e) for e in check_spec_file(spec, [])] == expected
+    result = validate(str(spec))
+    assert result.exit_code == 2 and error_lines(result) == expected
+
+
+def test_data_section_steps_are_checked_when_the_schema_fails(tmp_path):
+    spec = write(tmp_path / "s.yaml", GOOD.replace("name: tiny", "name: tiny\nseed: -1").replace(
+        "  source: {type: iris}", "  train:\n    source: {type: iris}\n"
+        "    steps: [{type: shufle}, {type: batch, batch_size: 0}]"))
+    errors = [str(e) for e in check_spec_file(spec, [])]
+    assert errors[0] == f"{spec}:2:7: seed: must be >= 0, got -1"
+    assert any(":6:20: data.train.steps[0].type: unknown pipeline step" in e and "'shuffle'" in e
+               for e in errors), errors
+    assert any("data.train.steps[1].batch_size: must be > 0" in e for e in errors), errors
+
+
 def test_shape_data_and_reference_errors_together(tmp_path):
     spec = write(tmp_path / "fit.yaml", GOOD.replace("input_shape: [4]", "input_shape: [5]")
                  .replace("[accuracy]", "[accuracy, precison]"))

@@ -47,7 +47,9 @@ def check_spec_file(path: str | Path, overrides: list[str]) -> list[Exception]:
     try:
         spec = Spec.from_doc(doc)  # on errors, it checks the layers, loss, ... too
     except SpecErrors as exc:
-        return list(exc.errors)
+        from trainctl.data.spec_check import data_problems  # and the data section here
+
+        return doc.sorted([*exc.errors, *data_problems(doc)]).errors
     report = check_references(doc)
     errors: list[SpecError] = list(report.errors)
     others: list[TrainctlError] = []
