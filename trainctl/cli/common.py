@@ -43,6 +43,11 @@ LatestOption = Annotated[bool, typer.Option(
     "--latest", help="With a run directory: its latest checkpoint instead of the best.")]
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: ``counted(1, "epoch") == "1 epoch"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def auto_device_words(device: object) -> str:
     """What ``device: auto`` took, in the words every command uses: ``device auto took
     cuda:0`` (train's first line ends with them in parentheses)."""

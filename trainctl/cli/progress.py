@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from trainctl.cli.common import auto_device_words
+from trainctl.cli.common import auto_device_words, counted
 from trainctl.train import Callback
 
 SKIP = {"kind", "epoch", "step", "seconds", "input_wait"}  # text lines: values only
@@ -59,7 +59,7 @@ class PlainReporter(Callback):
     def on_train_begin(self, info):
         self.epochs = info.get("epochs")
         steps = info.get("steps")
-        length = f"{steps} steps" if steps else f"{self.epochs} epochs"
+        length = counted(steps, "step") if steps else counted(self.epochs, "epoch")
         auto = f" ({auto_device_words(info['device'])})" if info.get("device_auto") else ""
         self.say(f"training on {info['device']}: {info['params']} parameters, "
                  f"{info['train_size']} training samples, {length}{auto}")

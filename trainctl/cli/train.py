@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import DeviceOption, PrecisionOption, SetOption, err, is_tty, out, user_errors
+from trainctl.cli.common import (DeviceOption, PrecisionOption, SetOption, counted, err, is_tty,
+                                  out, user_errors)
 
 
 class LogFormat(str, Enum):
@@ -162,7 +163,8 @@ def _resume(spec_file: Path, s, setup, path: Path, apply_optimizer_changes: bool
     rd.write_spec(setup.resolved_yaml())
     started = start_run(rd.path, describe_run(setup, spec_file))
     if plan.complete:
-        view.line(f"the run is already complete ({trainer.epoch} epochs): nothing to train")
+        view.line(f"the run is already complete ({counted(trainer.epoch, 'epoch')}): "
+                  "nothing to train")
     else:
         try:
             with handle_signals(trainer, s.checkpoint.signals):

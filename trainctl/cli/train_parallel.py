@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from trainctl.cli.common import err, is_tty, out
+from trainctl.cli.common import counted, err, is_tty, out
 
 _interrupted: list[bool] = []  # set by the first SIGINT
 
@@ -147,7 +147,8 @@ def _run(world, spec_file, s, setup, cfg, backend, target, run_dir, apply_optimi
         view.line(f"data-parallel: {world.size} processes, backend {backend}, "
                   f"{len(trainer.buckets.buckets)} gradient bucket(s) of <= {cfg.bucket_mb:g} MiB")
     if plan is not None and plan.complete:
-        view.line(f"the run is already complete ({trainer.epoch} epochs): nothing to train")
+        view.line(f"the run is already complete ({counted(trainer.epoch, 'epoch')}): "
+                  "nothing to train")
     else:
         try:
             trainer.fit()
