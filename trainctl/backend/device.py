@@ -35,7 +35,7 @@ def resolve_device(name: "str | torch.device | None") -> torch.device:
     name = (name or "auto").strip().lower()
     avail = available_devices()
     if name == "auto":
-        return torch.device(avail[0] if avail[0] != "cuda:0" else "cuda:0")
+        return torch.device(avail[0])
     try:
         dev = torch.device(name)
     except RuntimeError:
